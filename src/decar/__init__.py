@@ -1,0 +1,3 @@
+"""decar: DECAR deep-clustering audio representations."""
+
+__version__ = "0.1.0"

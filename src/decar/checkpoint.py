@@ -1,0 +1,144 @@
+"""Checkpoints: one file that rebuilds the model and resumes the run, written atomically, loaded without code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts saved with `torch.save`, so it loads
+with `torch.load(weights_only=True)` (no pickle code execution). Exported encoders are safetensors files whose
+metadata header carries the config and normalisation statistics as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+import decar
+
+FORMAT_NAME = "decar-checkpoint"
+FORMAT_VERSION = 1
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable decar checkpoint; the message names the file and the reason."""
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through `write(tmp_path)` into a temp file in the same folder, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def git_sha() -> str | None:
+    """The commit decar runs from, when it runs from a git checkout (recorded for provenance)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP / torch.compile wrapper prefixes so weights load into a bare module."""
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in _WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        cleaned[key] = value
+    return cleaned
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically save a training state dict (adds format name, version, decar version and git SHA)."""
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "decar_version": decar.__version__,
+        "git_sha": git_sha(),
+        **state,
+    }
+    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on CPU with `weights_only=True`; raises CheckpointError naming the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is not a decar checkpoint (no '{FORMAT_NAME}' format marker)")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {state['format_version']}; this decar reads up to {FORMAT_VERSION}: upgrade decar"
+        )
+    return state
+
+
+def export_encoder(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write the encoder weights of a training checkpoint as safetensors with config and stats as metadata."""
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "decar_version": decar.__version__,
+        "config": json.dumps(checkpoint["config"]),
+        "frontend_stats": json.dumps(checkpoint["frontend_stats"]),
+        "epoch": str(checkpoint.get("epoch", -1)),
+    }
+    tensors = {k: v.contiguous() for k, v in checkpoint["encoder"].items()}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as err:
+        raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
+    if metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a decar encoder export (metadata lacks format)"
+        )
+    return {
+        "format": FORMAT_NAME,
+        "format_version": int(metadata["format_version"]),
+        "config": json.loads(metadata["config"]),
+        "frontend_stats": json.loads(metadata["frontend_stats"]),
+        "encoder": tensors,
+        "epoch": int(metadata.get("epoch", -1)),
+    }

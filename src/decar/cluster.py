@@ -1,0 +1,443 @@
+"""Clustering primitives for DECAR: k-means, PCA whitening, NMI and the DeepCluster v1 sampler.
+
+Everything here is a pure function of its tensor arguments: no global state, no device moves other than
+the ones documented (random draws happen on CPU so that a seed gives the same result on every device).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import normalized_mutual_info_score
+from torch import Tensor
+
+__all__ = [
+    "ClusterSizeStats",
+    "KMeansResult",
+    "balanced_cluster_indices",
+    "cluster_size_stats",
+    "kmeans",
+    "nmi",
+    "pca_whiten",
+]
+
+Backend = Literal["torch", "faiss", "auto"]
+Init = Literal["random", "k-means++"]
+_FAISS_HINT = "backend='faiss' needs the faiss package: pip install decar[faiss] (or faiss-cpu / faiss-gpu)"
+
+
+@dataclass
+class KMeansResult:
+    """Outcome of :func:`kmeans`.
+
+    Attributes:
+        centroids: (K, D) float32 cluster centres, on the input's device (unit rows when spherical).
+        assignments: (N,) int64 index of the nearest centroid for every input row, computed against
+            ``centroids`` exactly as returned.
+        inertia: sum over rows of the squared Euclidean distance to the assigned centroid (for spherical
+            k-means, measured on the L2-normalised rows).
+        num_empty: number of clusters that own no row in ``assignments``. Empty clusters are re-seeded
+            during the iterations, so this is non-zero only when the data cannot fill all K clusters
+            (e.g. fewer distinct rows than K).
+    """
+
+    centroids: Tensor
+    assignments: Tensor
+    inertia: float
+    num_empty: int
+
+
+def kmeans(
+    x: Tensor,
+    num_clusters: int,
+    num_iters: int = 20,
+    seed: int = 0,
+    spherical: bool = False,
+    backend: Backend = "torch",
+    batch_size: int = 65536,
+    init: Init = "random",
+) -> KMeansResult:
+    """Cluster the rows of ``x`` with Lloyd's algorithm.
+
+    The initial centroids are ``num_clusters`` distinct rows drawn with a CPU ``torch.Generator`` seeded by
+    ``seed`` (uniformly, as faiss and DeepCluster do, or by k-means++ D² sampling), so the result is
+    deterministic given the seed and both backends start from the same centroids. Distances are computed
+    in chunks of ``batch_size`` rows (memory ``batch_size * K`` floats). A cluster left empty by an update is
+    re-seeded with a row far from its centroid (the largest-error rows go to the empty clusters), so no
+    centroid is ever NaN. The torch backend stops early once the assignment no longer changes.
+
+    Args:
+        x: (N, D) floating-point data on any device; cast to float32.
+        num_clusters: K, with 1 <= K <= N.
+        num_iters: number of assignment + update rounds (0 returns the initial centroids).
+        seed: seed of the initialisation (and of faiss' own generator for ``backend="faiss"``).
+        spherical: cluster by cosine similarity: rows and centroids are L2-normalised and each row goes
+            to the centroid with the largest dot product (DeepCluster-v2).
+        backend: "torch"; "faiss" (``faiss.Kmeans`` on CPU, results moved back to the input's device);
+            "auto" picks faiss when it is importable and ``x`` is on CPU, else torch.
+        batch_size: rows per chunk of the distance computation.
+        init: "random" rows (DeepCluster's choice, cheap) or "k-means++" (K sequential passes over the
+            data; far less likely to leave two centroids in one well-separated cluster).
+
+    Returns:
+        A :class:`KMeansResult`. Whatever the backend, the final assignment, inertia and ``num_empty`` are
+        computed here from the returned centroids, so they are comparable across backends.
+
+    Raises:
+        ValueError: on a non-2-D or non-finite ``x``, K outside [1, N], a negative ``num_iters``, a
+            non-positive ``batch_size`` or an unknown backend.
+        ImportError: when ``backend="faiss"`` and faiss is not installed.
+    """
+    _check_kmeans_args(x, num_clusters, num_iters, batch_size, backend, init)
+    data = x.detach().float().contiguous()
+    if spherical:
+        data = F.normalize(data, dim=1)
+    generator = torch.Generator().manual_seed(seed)
+    if init == "k-means++":
+        centroids = _kmeans_plus_plus(data, num_clusters, generator, batch_size)
+    else:
+        centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)]
+    if num_iters > 0 and _resolve_backend(backend, data) == "faiss":
+        centroids = _faiss_lloyd(data, centroids, num_iters, seed, spherical)
+    elif num_iters > 0:
+        centroids = _lloyd(data, centroids, num_iters, spherical, batch_size)
+    assignments, _ = _assign(data, centroids, spherical, batch_size)
+    counts = torch.bincount(assignments, minlength=num_clusters)
+    return KMeansResult(
+        centroids=centroids,
+        assignments=assignments,
+        inertia=_inertia(data, centroids, assignments, batch_size),
+        num_empty=int((counts == 0).sum()),
+    )
+
+
+def _check_kmeans_args(
+    x: Tensor, num_clusters: int, num_iters: int, batch_size: int, backend: str, init: str
+) -> None:
+    """Raise ValueError with a readable message on inputs k-means cannot handle."""
+    if x.dim() != 2:
+        raise ValueError(f"kmeans expects x of shape (N, D), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"kmeans expects floating-point x, got {x.dtype}")
+    num_rows, dim = x.shape
+    if num_rows == 0 or dim == 0:
+        raise ValueError(f"kmeans needs at least one row and one column, got {tuple(x.shape)}")
+    if not 1 <= num_clusters <= num_rows:
+        raise ValueError(f"num_clusters must be in [1, N={num_rows}], got {num_clusters}")
+    if num_iters < 0:
+        raise ValueError(f"num_iters must be >= 0, got {num_iters}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if backend not in ("torch", "faiss", "auto"):
+        raise ValueError(f"backend must be 'torch', 'faiss' or 'auto', got {backend!r}")
+    if init not in ("random", "k-means++"):
+        raise ValueError(f"init must be 'random' or 'k-means++', got {init!r}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("kmeans input contains NaN or infinite values")
+
+
+def _resolve_backend(backend: str, x: Tensor) -> str:
+    """Map "auto" to faiss (importable and CPU data) or torch; check that faiss exists when asked for."""
+    if backend == "torch":
+        return "torch"
+    try:
+        import faiss  # noqa: F401
+    except ImportError as error:
+        if backend == "faiss":
+            raise ImportError(_FAISS_HINT) from error
+        return "torch"
+    return "faiss" if backend == "faiss" or x.device.type == "cpu" else "torch"
+
+
+def _kmeans_plus_plus(x: Tensor, num_clusters: int, generator: torch.Generator, batch_size: int) -> Tensor:
+    """(K, D) rows picked by D² sampling: each next row with probability proportional to its squared
+    distance to the closest row picked so far. Draws happen on CPU with ``generator``.
+    """
+    num_rows = x.shape[0]
+    picked = [int(torch.randint(num_rows, (1,), generator=generator))]
+    closest = _sq_dists_to(x, x[picked[0]], batch_size)
+    for _ in range(1, num_clusters):
+        cumulative = closest.double().cpu().cumsum(0)
+        if float(cumulative[-1]) > 0.0:
+            target = torch.rand((), dtype=torch.float64, generator=generator) * cumulative[-1]
+            row = int(torch.searchsorted(cumulative, target, right=True))
+        else:
+            unpicked = torch.ones(num_rows, dtype=torch.bool)
+            unpicked[picked] = False
+            candidates = unpicked.nonzero().squeeze(1)
+            row = int(candidates[torch.randint(candidates.numel(), (1,), generator=generator)])
+        picked.append(row)
+        closest = torch.minimum(closest, _sq_dists_to(x, x[row], batch_size))
+    return x[torch.tensor(picked, device=x.device)]
+
+
+def _sq_dists_to(x: Tensor, point: Tensor, batch_size: int) -> Tensor:
+    """(N,) squared Euclidean distance of every row of ``x`` to ``point`` (D,), in row chunks."""
+    sq_norm_point = point.square().sum()
+    dists = [
+        torch.addmv(chunk.square().sum(dim=1) + sq_norm_point, chunk, point, alpha=-2.0).clamp_min_(0.0)
+        for chunk in x.split(batch_size)
+    ]
+    return torch.cat(dists)
+
+
+def _lloyd(x: Tensor, centroids: Tensor, num_iters: int, spherical: bool, batch_size: int) -> Tensor:
+    """Run up to ``num_iters`` Lloyd rounds from ``centroids`` (K, D); return the new (K, D) centroids."""
+    previous: Tensor | None = None
+    for _ in range(num_iters):
+        assignments, sq_dists = _assign(x, centroids, spherical, batch_size)
+        if previous is not None and torch.equal(assignments, previous):
+            break
+        centroids = _update(x, assignments, sq_dists, centroids.shape[0], spherical)
+        previous = assignments
+    return centroids
+
+
+def _assign(x: Tensor, centroids: Tensor, spherical: bool, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Nearest centroid of every row, in chunks of ``batch_size`` rows.
+
+    Returns:
+        (N,) int64 assignments and (N,) float32 squared distances to the assigned centroid. For spherical
+        data the distance is ``2 - 2 cos``, which equals the squared distance between unit vectors.
+    """
+    sq_norms_c = centroids.square().sum(dim=1)
+    labels, sq_dists = [], []
+    for chunk in x.split(batch_size):
+        if spherical:
+            best_sim, best = (chunk @ centroids.T).max(dim=1)
+            dist = 2.0 - 2.0 * best_sim
+        else:
+            partial = torch.addmm(sq_norms_c, chunk, centroids.T, alpha=-2.0)
+            best_partial, best = partial.min(dim=1)
+            dist = best_partial + chunk.square().sum(dim=1)
+        labels.append(best)
+        sq_dists.append(dist.clamp_min_(0.0))
+    return torch.cat(labels), torch.cat(sq_dists)
+
+
+def _update(x: Tensor, assignments: Tensor, sq_dists: Tensor, num_clusters: int, spherical: bool) -> Tensor:
+    """Centroids as member means; empty clusters take the rows worst served by their current centroid.
+
+    The k empty clusters receive the k rows with the largest ``sq_dists`` (ties broken by ``topk``), a
+    deterministic rule that moves centroids to where the error is, like scikit-learn's relocation. The
+    donor clusters keep their mean for this round; the next assignment settles the moved rows.
+    """
+    sums = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+    sums.index_add_(0, assignments, x)
+    counts = torch.bincount(assignments, minlength=num_clusters)
+    centroids = sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype)
+    empty = torch.nonzero(counts == 0).squeeze(1)
+    if empty.numel() > 0:
+        farthest = sq_dists.topk(empty.numel()).indices
+        centroids[empty] = x[farthest]
+    return F.normalize(centroids, dim=1) if spherical else centroids
+
+
+def _inertia(x: Tensor, centroids: Tensor, assignments: Tensor, batch_size: int) -> float:
+    """Exact sum of squared distances to the assigned centroids, accumulated in float64."""
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for chunk, labels in zip(x.split(batch_size), assignments.split(batch_size), strict=True):
+        total += (chunk - centroids[labels]).double().square().sum()
+    return float(total)
+
+
+def _faiss_lloyd(x: Tensor, centroids: Tensor, num_iters: int, seed: int, spherical: bool) -> Tensor:
+    """Refine ``centroids`` (K, D) with ``faiss.Kmeans`` on all rows of ``x`` (no subsampling), on CPU;
+    the result comes back to ``x``'s device. faiss' own empty-cluster splitting uses ``seed``.
+    """
+    import faiss
+
+    num_rows, dim = x.shape
+    num_clusters = centroids.shape[0]
+    model = faiss.Kmeans(
+        dim,
+        num_clusters,
+        niter=num_iters,
+        seed=seed,
+        spherical=spherical,
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=math.ceil(num_rows / num_clusters) + 1,
+    )
+    model.train(x.cpu().numpy(), init_centroids=centroids.cpu().numpy())
+    return torch.from_numpy(model.centroids.copy()).to(x.device)
+
+
+def pca_whiten(
+    x: Tensor,
+    out_dim: int = 128,
+    eps: float = 1e-5,
+    power: float = -0.5,
+    l2_normalize: bool = True,
+) -> Tensor:
+    """Centre, project on the top principal axes, scale by eigenvalue**power, L2-normalise (DeepCluster v1).
+
+    The covariance (unbiased, N - 1) and its eigendecomposition are computed in float64. Each axis is scaled
+    by ``(eigenvalue + eps) ** power``; with the default power -0.5 the projected data has (almost) identity
+    covariance. Eigenvector signs are fixed so that each axis' largest-magnitude entry is positive, which
+    makes the output deterministic.
+
+    Output width: ``min(out_dim, D, N - 1)``. Centred data spans at most N - 1 directions and the data has D,
+    so axes beyond that would carry only numerical noise amplified by the whitening; they are dropped
+    rather than padded.
+
+    Args:
+        x: (N, D) floating-point features, N >= 2.
+        out_dim: number of principal axes to keep (clamped as above).
+        eps: added to every eigenvalue before the power, bounding the gain of near-empty axes.
+        power: exponent of the eigenvalue scaling (-0.5 whitens, 0 is plain PCA).
+        l2_normalize: L2-normalise output rows (the input of spherical-like k-means in DeepCluster v1).
+
+    Returns:
+        (N, min(out_dim, D, N - 1)) float32 tensor on ``x``'s device.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"pca_whiten expects x of shape (N, D), got {tuple(x.shape)}")
+    num_rows, dim = x.shape
+    if num_rows < 2 or dim < 1:
+        raise ValueError(f"pca_whiten needs at least 2 rows and 1 column, got {tuple(x.shape)}")
+    if out_dim < 1:
+        raise ValueError(f"out_dim must be >= 1, got {out_dim}")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("pca_whiten input contains NaN or infinite values")
+    keep = min(out_dim, dim, num_rows - 1)
+    centred = x.detach().double()
+    centred = centred - centred.mean(dim=0)
+    covariance = centred.T @ centred / (num_rows - 1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    eigenvalues = eigenvalues.flip(0)[:keep].clamp_min(0.0)
+    axes = eigenvectors.flip(1)[:, :keep]
+    largest = axes.abs().argmax(dim=0)
+    axes = axes * torch.sign(axes[largest, torch.arange(keep, device=axes.device)])
+    projected = centred @ axes * (eigenvalues + eps).pow(power)
+    if l2_normalize:
+        projected = F.normalize(projected, dim=1)
+    return projected.float()
+
+
+def nmi(
+    labels_a: Tensor | np.ndarray | Sequence[int], labels_b: Tensor | np.ndarray | Sequence[int]
+) -> float:
+    """Normalised mutual information (arithmetic mean normalisation) between two labelings of N items.
+
+    DECAR logs it between consecutive epochs' assignments as a health signal of the clustering.
+
+    Args:
+        labels_a: (N,) integer labels, as a tensor (any device), array or sequence.
+        labels_b: (N,) integer labels of the same items.
+
+    Returns:
+        NMI in [0, 1]; 1 means the two partitions are identical up to renaming.
+    """
+    a, b = _as_label_array(labels_a), _as_label_array(labels_b)
+    if a.shape != b.shape:
+        raise ValueError(f"nmi needs labelings of equal length, got {a.shape[0]} and {b.shape[0]}")
+    return float(normalized_mutual_info_score(a, b))
+
+
+def _as_label_array(labels: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
+    """1-D numpy view of labels given as a tensor, array or sequence."""
+    array = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {array.shape}")
+    return array
+
+
+class ClusterSizeStats(TypedDict):
+    """Sizes over all K clusters: smallest, median, largest, and how many have no member."""
+
+    min: int
+    median: float
+    max: int
+    empty: int
+
+
+def cluster_size_stats(assignments: Tensor, num_clusters: int) -> ClusterSizeStats:
+    """Summarise how evenly the rows spread over the clusters (a collapse shows as a huge ``max``).
+
+    Args:
+        assignments: (N,) integer cluster ids in [0, num_clusters).
+        num_clusters: K; clusters absent from ``assignments`` count as size 0.
+
+    Returns:
+        ``{"min", "median", "max", "empty"}`` over all K cluster sizes; the median of an even K is the
+        mean of the two middle sizes.
+    """
+    counts = _cluster_counts(assignments, num_clusters)
+    return ClusterSizeStats(
+        min=int(counts.min()),
+        median=float(counts.double().quantile(0.5)),
+        max=int(counts.max()),
+        empty=int((counts == 0).sum()),
+    )
+
+
+def _cluster_counts(assignments: Tensor, num_clusters: int) -> Tensor:
+    """(K,) member count per cluster, after checking the ids are 1-D integers in range."""
+    _check_assignments(assignments)
+    if num_clusters < 1:
+        raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+    if int(assignments.max()) >= num_clusters:
+        raise ValueError(f"assignments hold id {int(assignments.max())} >= num_clusters={num_clusters}")
+    return torch.bincount(assignments, minlength=num_clusters)
+
+
+def _check_assignments(assignments: Tensor) -> None:
+    """Raise ValueError unless ``assignments`` is a non-empty 1-D tensor of non-negative integers."""
+    if assignments.dim() != 1 or assignments.numel() == 0:
+        raise ValueError(f"assignments must be a non-empty 1-D tensor, got shape {tuple(assignments.shape)}")
+    if assignments.is_floating_point() or assignments.is_complex() or assignments.dtype == torch.bool:
+        raise ValueError(f"assignments must hold integer cluster ids, got {assignments.dtype}")
+    if int(assignments.min()) < 0:
+        raise ValueError(f"assignments must be >= 0, got {int(assignments.min())}")
+
+
+def balanced_cluster_indices(
+    assignments: Tensor,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Dataset indices that visit every non-empty cluster equally often (DeepCluster v1's sampler).
+
+    Each of the C non-empty clusters contributes ``num_samples // C + 1`` member indices: drawn without
+    replacement when the cluster is at least that large, with replacement otherwise. The pooled indices
+    are shuffled and cut to ``num_samples``, so every non-empty cluster gets about ``1 / C`` of the
+    epoch however large or small it is, and empty clusters get nothing. With the default ``num_samples =
+    N`` this is exactly DeepCluster's ``N // C + 1`` per cluster.
+
+    Args:
+        assignments: (N,) non-negative integer cluster id of every dataset item.
+        num_samples: length of the result (default N).
+        generator: CPU generator for all draws; the same generator state gives the same indices.
+            None uses torch's global generator.
+
+    Returns:
+        (num_samples,) int64 indices into the dataset, on ``assignments``' device.
+    """
+    _check_assignments(assignments)
+    labels = assignments.detach().cpu()
+    total = labels.numel() if num_samples is None else num_samples
+    if total < 0:
+        raise ValueError(f"num_samples must be >= 0, got {total}")
+    grouped = torch.argsort(labels, stable=True).split(torch.bincount(labels).tolist())
+    members_by_cluster = [members for members in grouped if members.numel() > 0]
+    per_cluster = total // len(members_by_cluster) + 1
+    draws = [_draw_members(members, per_cluster, generator) for members in members_by_cluster]
+    pooled = torch.cat(draws)
+    shuffled = pooled[torch.randperm(pooled.numel(), generator=generator)]
+    return shuffled[:total].to(assignments.device)
+
+
+def _draw_members(members: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+    """``count`` of the cluster's member indices: without replacement if it has enough, else with."""
+    if members.numel() >= count:
+        return members[torch.randperm(members.numel(), generator=generator)[:count]]
+    return members[torch.randint(members.numel(), (count,), generator=generator)]

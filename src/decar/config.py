@@ -1,0 +1,256 @@
+"""Run configuration: nested dataclasses that round-trip through YAML and take `key=value` overrides.
+
+Precedence is defaults < YAML file < command-line overrides; the resolved config is written to the run folder
+and into every checkpoint so a model can be rebuilt without the file that trained it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from decar.augment import AugmentConfig
+from decar.frontend import FrontendConfig
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message names the key and the problem."""
+
+
+@dataclass
+class DataConfig:
+    """Which part of each file is used and how features are fed.
+
+    Attributes:
+        crop_seconds: length of each training example; the paper uses whole 10 s clips.
+        random_crop: random crop position while training (the per-epoch feature pass always centre-crops).
+        pad_to_crop: zero-pad shorter files to `crop_seconds` (else batches are padded to their longest item).
+        min_seconds: files shorter than this are skipped as unusable.
+        cache_dir: folder for cached log-mel features so epochs do not re-decode audio (None: no cache).
+        num_workers: DataLoader worker processes.
+        max_files: use at most this many files (None: all), handy for smoke runs.
+    """
+
+    crop_seconds: float = 10.0
+    random_crop: bool = True
+    pad_to_crop: bool = True
+    min_seconds: float = 0.05
+    cache_dir: str | None = None
+    num_workers: int = 0
+    max_files: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Encoder name in the registry (`decar.models.list_models()`) and its factory arguments."""
+
+    name: str = "efficientnet_b0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """DeepCluster (DECAR v1) pseudo-labelling and head settings, REFERENCE §1a.
+
+    Attributes:
+        hidden_dim: width of the two-layer MLP between encoder and the per-epoch top layer.
+        dropout: dropout before each MLP layer.
+        num_clusters: k of k-means.
+        pca_dim: PCA-whitening output dimension before k-means.
+        kmeans_iters: Lloyd iterations per epoch.
+        kmeans_backend: "torch", "faiss" or "auto".
+        top_layer_std: std of the freshly initialised top layer each epoch.
+    """
+
+    hidden_dim: int = 512
+    dropout: float = 0.5
+    num_clusters: int = 512
+    pca_dim: int = 128
+    kmeans_iters: int = 20
+    kmeans_backend: str = "torch"
+    top_layer_std: float = 0.01
+
+
+@dataclass
+class OptimConfig:
+    """SGD settings of the paper (no schedule)."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    batch_size: int = 64
+    epochs: int = 200
+    grad_clip: float | None = None
+
+
+@dataclass
+class DecarConfig:
+    """Everything a pretraining run needs.
+
+    Attributes:
+        method: objective family; "deepcluster_v1" is the paper's first published variant.
+        seed: base seed; every random draw is a function of (seed, epoch, step) so resumes are exact.
+        deterministic: ask torch for deterministic kernels (slower; used by the resume test).
+        device: "auto" (cuda if available), "cpu" or "cuda".
+        precision: "fp32" or "bf16" (autocast; CUDA and CPU).
+        channels_last: channels-last memory format for convolutional encoders.
+        checkpoint_minutes: also checkpoint mid-epoch after this many minutes (epochs always end with one).
+        num_threads: torch intra-op threads on CPU (None: torch's default).
+    """
+
+    method: str = "deepcluster_v1"
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = True
+    checkpoint_minutes: float = 5.0
+    num_threads: int | None = None
+
+    def validate(self) -> DecarConfig:
+        """Raise ConfigError on settings that cannot run; returns self for chaining."""
+        checks = [
+            (self.method == "deepcluster_v1", f"method must be 'deepcluster_v1', got {self.method!r}"),
+            (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}"),
+            (
+                self.device in ("auto", "cpu", "cuda"),
+                f"device must be auto, cpu or cuda, got {self.device!r}",
+            ),
+            (self.data.crop_seconds > 0, "data.crop_seconds must be > 0"),
+            (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
+            (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.objective.num_clusters >= 2, "objective.num_clusters must be >= 2"),
+            (0 <= self.objective.dropout < 1, "objective.dropout must be in [0, 1)"),
+            (
+                self.objective.kmeans_backend in ("torch", "faiss", "auto"),
+                "objective.kmeans_backend: torch|faiss|auto",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        try:
+            self.frontend.validate()
+        except ValueError as err:
+            raise ConfigError(f"frontend: {err}") from err
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_version": CONFIG_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecarConfig:
+        data = dict(data)
+        data.pop("config_version", None)
+        return _build(cls, data, prefix="")
+
+    def to_yaml(self, path: str | Path) -> None:
+        from decar.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DecarConfig:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys, YAML-typed values).
+
+    Example:
+        >>> cfg = load_config("configs/tiny.yaml", ["optim.lr=0.1", "objective.num_clusters=16"])
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    for override in overrides or []:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.1")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return DecarConfig.from_dict(data).validate()
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Construct dataclass `cls` from a plain dict, type-checking leaves and rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {sorted(known)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Accept `value` for a field annotated `hint`, converting int→float where lossless."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return origin(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Any or (
+        isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
+        return value
+    raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -1,0 +1,222 @@
+"""Training data: audio files → (optionally cached) log-mel crops, with bad files skipped and counted.
+
+Every random draw (crop position, augmentation) is seeded by (run seed, epoch, position in the epoch), so a
+resumed or differently sharded run sees exactly the same examples as an uninterrupted single-process one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from decar.audio import AudioError, audio_info, load_audio
+from decar.augment import SpecAugment, SpecAugmentConfig
+from decar.checkpoint import atomic_write_bytes
+from decar.frontend import FrontendConfig, LogMelSpectrogram
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One loaded item: unnormalised log-mel (frames, n_mels), its dataset index, or the reason it failed."""
+
+    index: int
+    logmel: torch.Tensor | None
+    error: str | None = None
+
+
+@dataclass
+class Batch:
+    """Log-mels padded to a common length, (B, 1, T, F), with dataset indices and the failures met."""
+
+    logmel: torch.Tensor
+    indices: torch.Tensor
+    failures: list[tuple[int, str]]
+
+
+def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str]]:
+    """Keep files whose header reads and that are long enough; return them and {path: reason} for the rest.
+
+    Only headers are read, so this is fast; files that fail later on decoding are caught in `__getitem__`.
+    """
+    good, bad = [], {}
+    for path in paths:
+        try:
+            info = audio_info(path)
+        except AudioError as err:
+            bad[str(path)] = err.reason
+            continue
+        if info.duration_s < min_seconds:
+            bad[str(path)] = f"too short ({info.duration_s:.3f} s < data.min_seconds={min_seconds})"
+            continue
+        good.append(path)
+    return good, bad
+
+
+def seeded_rng(*keys: int) -> np.random.Generator:
+    """A numpy generator that is a pure function of integer keys (run seed, epoch, position, ...)."""
+    return np.random.default_rng([abs(int(k)) for k in keys])
+
+
+class AudioCrops(Dataset):
+    """Log-mel crops of audio files for pretraining.
+
+    Items are requested as (dataset index, position in epoch) pairs; the position seeds the crop and the
+    augmentation. `mode` is "train" (random crop + SpecAugment), "features" (centre crop, no augmentation) or
+    "stats" (centre crop, no padding: for normalisation statistics).
+
+    Args:
+        files: audio paths (already scanned).
+        frontend: log-mel settings.
+        crop_seconds: crop length; shorter files are zero-padded when `pad_to_crop`.
+        cache_dir: where whole-file log-mels are cached as .npy (None: decode every time).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        frontend: FrontendConfig,
+        crop_seconds: float,
+        random_crop: bool = True,
+        pad_to_crop: bool = True,
+        cache_dir: str | Path | None = None,
+        specaugment: SpecAugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.files = [Path(f) for f in files]
+        self.frontend_config = frontend
+        self.logmel = LogMelSpectrogram(frontend)
+        self.crop_frames = frontend.frames(round(crop_seconds * frontend.sample_rate))
+        self.crop_seconds = crop_seconds
+        self.random_crop = random_crop
+        self.pad_to_crop = pad_to_crop
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.specaugment = SpecAugment(specaugment) if specaugment and specaugment.enabled else None
+        self.seed = seed
+        self.epoch = 0
+        self.mode = "train"
+        self._cache_key = hashlib.sha1(json.dumps(asdict(frontend), sort_keys=True).encode()).hexdigest()[:12]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, item: tuple[int, int] | int) -> Example:
+        index, position = item if isinstance(item, tuple) else (item, item)
+        path = self.files[index]
+        try:
+            logmel = self._load_crop(path, index, position)
+        except AudioError as err:
+            return Example(index=index, logmel=None, error=err.reason)
+        if self.mode == "train" and self.specaugment is not None:
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, position, 1))
+            logmel = self.specaugment.train()(logmel[None, None], generator=generator)[0, 0]
+        return Example(index=index, logmel=logmel)
+
+    def _crop_start(self, total_frames: int, index: int, position: int) -> int:
+        spare = total_frames - self.crop_frames
+        if spare <= 0:
+            return 0
+        if self.mode == "train" and self.random_crop:
+            return int(seeded_rng(self.seed, self.epoch, position, 0).integers(0, spare + 1))
+        return spare // 2
+
+    def _load_crop(self, path: Path, index: int, position: int) -> torch.Tensor:
+        if self.cache_dir is not None:
+            full = self._cached_logmel(path)
+            start = self._crop_start(full.shape[0], index, position)
+            logmel = torch.from_numpy(np.array(full[start : start + self.crop_frames]))
+        else:
+            hop = self.frontend_config.hop_length
+            info = audio_info(path)
+            total_frames = self.frontend_config.frames(
+                round(info.duration_s * self.frontend_config.sample_rate)
+            )
+            start = self._crop_start(total_frames, index, position)
+            crop_samples = (self.crop_frames - 1) * hop + self.frontend_config.win_length
+            wave = load_audio(
+                path,
+                self.frontend_config.sample_rate,
+                offset_s=start * hop / self.frontend_config.sample_rate,
+                duration_s=crop_samples / self.frontend_config.sample_rate,
+            )
+            logmel = self._compute(wave)[: self.crop_frames]
+        if self.pad_to_crop and self.mode != "stats" and logmel.shape[0] < self.crop_frames:
+            logmel = pad_frames(logmel, self.crop_frames, self.frontend_config)
+        return logmel
+
+    def _compute(self, wave: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.logmel(torch.from_numpy(wave), normalize=False)[0, 0]
+
+    def _cached_logmel(self, path: Path) -> np.ndarray:
+        assert self.cache_dir is not None
+        stat = path.stat()
+        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        cached = self.cache_dir / self._cache_key / f"{key}.npy"
+        if cached.is_file():
+            try:
+                return np.load(cached, mmap_mode="r")
+            except (OSError, ValueError):
+                log.warning("rebuilding unreadable cache entry %s for %s", cached, path)
+        logmel = self._compute(load_audio(path, self.frontend_config.sample_rate)).numpy()
+        atomic_write_bytes(cached, _npy_bytes(logmel))
+        return logmel
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def pad_frames(logmel: torch.Tensor, frames: int, frontend: FrontendConfig) -> torch.Tensor:
+    """Pad (T, F) to `frames` with the log of silence, i.e. what zero-padding the waveform would give."""
+    fill = math.log(frontend.log_floor)
+    padded = torch.full((frames, logmel.shape[1]), fill, dtype=logmel.dtype)
+    padded[: logmel.shape[0]] = logmel
+    return padded
+
+
+class BatchCollator:
+    """Stack Examples into a Batch, padding to the longest crop and setting failures aside."""
+
+    def __init__(self, frontend: FrontendConfig) -> None:
+        self.frontend = frontend
+
+    def __call__(self, examples: list[Example]) -> Batch:
+        good = [e for e in examples if e.logmel is not None]
+        failures = [(e.index, e.error or "unknown error") for e in examples if e.logmel is None]
+        if not good:
+            return Batch(
+                torch.empty(0, 1, 0, self.frontend.n_mels), torch.empty(0, dtype=torch.long), failures
+            )
+        longest = max(e.logmel.shape[0] for e in good)
+        stacked = torch.stack([pad_frames(e.logmel, longest, self.frontend) for e in good])
+        indices = torch.tensor([e.index for e in good], dtype=torch.long)
+        return Batch(stacked[:, None], indices, failures)
+
+
+def _mix(*keys: int) -> int:
+    """Hash integer keys into one 63-bit seed (torch.Generator takes a single integer)."""
+    return int(seeded_rng(*keys).integers(0, 2**63 - 1))
+
+
+def step_seed(*keys: int) -> int:
+    """Public alias used by the training loop to seed dropout per (seed, epoch, step)."""
+    return _mix(*keys)
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers each use one thread: the parallelism is across workers."""
+    torch.set_num_threads(1)

@@ -1,0 +1,80 @@
+"""Synthetic audio for tests, the demo and smoke runs: small, deterministic, with known classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SOUND_KINDS = ("tone", "chord", "noise_low", "noise_high", "chirp_up", "chirp_down", "clicks", "am_tone")
+
+
+def synthetic_clip(kind: str, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """One clip of a sound family; random pitch, level and timing inside the family. Float32 in [-1, 1]."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    f0 = rng.uniform(200, 1200)
+    if kind == "tone":
+        wave = np.sin(2 * np.pi * f0 * t)
+    elif kind == "chord":
+        wave = sum(np.sin(2 * np.pi * f0 * r * t) for r in (1.0, 1.25, 1.5)) / 3
+    elif kind in ("noise_low", "noise_high"):
+        spectrum = np.fft.rfft(rng.standard_normal(t.size))
+        freqs = np.fft.rfftfreq(t.size, 1 / sample_rate)
+        band = (freqs < 800) if kind == "noise_low" else (freqs > 3000)
+        wave = np.fft.irfft(spectrum * band, n=t.size)
+    elif kind in ("chirp_up", "chirp_down"):
+        f_start, f_end = (300, 4000) if kind == "chirp_up" else (4000, 300)
+        sweep = f_start + (f_end - f_start) * t / max(seconds, 1e-6)
+        wave = np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate)
+    elif kind == "clicks":
+        wave = np.zeros(t.size)
+        period = int(sample_rate / rng.uniform(4, 12))
+        wave[:: max(period, 1)] = 1.0
+        wave = np.convolve(wave, np.hanning(64), mode="same")
+    elif kind == "am_tone":
+        wave = np.sin(2 * np.pi * f0 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 8) * t))
+    else:
+        raise ValueError(f"unknown synthetic sound kind {kind!r}; choose from {SOUND_KINDS}")
+    wave = wave / (np.abs(wave).max() + 1e-9) * rng.uniform(0.2, 0.9)
+    wave = wave + rng.normal(0, 0.003, t.size)
+    return wave.astype(np.float32)
+
+
+def write_synthetic_corpus(
+    folder: str | Path,
+    files_per_kind: int = 4,
+    seconds: float = 1.0,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    kinds: tuple[str, ...] = SOUND_KINDS,
+) -> list[tuple[Path, str]]:
+    """Write `files_per_kind` wav files of each kind under `folder/<kind>/`; returns (path, kind) pairs."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for kind in kinds:
+        (Path(folder) / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(files_per_kind):
+            path = Path(folder) / kind / f"{kind}_{i:03d}.wav"
+            sf.write(path, synthetic_clip(kind, seconds, sample_rate, rng), sample_rate, subtype="PCM_16")
+            written.append((path, kind))
+    return written
+
+
+def write_bad_files(folder: str | Path) -> dict[str, Path]:
+    """Files a real corpus contains by accident: empty, not audio, NaN samples, zero frames."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = {
+        "empty": folder / "empty.wav",
+        "corrupt": folder / "corrupt.wav",
+        "nan": folder / "nan.wav",
+        "zero_frames": folder / "zero_frames.wav",
+    }
+    bad["empty"].write_bytes(b"")
+    bad["corrupt"].write_bytes(b"RIFF this is not really a wave file" * 10)
+    samples = np.zeros(16000, dtype=np.float32)
+    samples[100:200] = np.nan
+    sf.write(bad["nan"], samples, 16000, subtype="FLOAT")
+    sf.write(bad["zero_frames"], np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
+    return bad

@@ -1,0 +1,179 @@
+"""End-to-end pretraining on generated audio: learning, checkpoints, resume, bad files, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import decar
+from decar.checkpoint import load_checkpoint
+from decar.config import load_config
+from decar.pretrain import PretrainError, fit
+from decar.testing import write_bad_files, write_synthetic_corpus
+
+from .conftest import TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "decar.cli", "pretrain", *args]
+
+
+def _encoder_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["encoder"]
+
+
+def test_tiny_run_learns_and_leaves_a_loadable_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_config(TINY_CONFIG, ["optim.epochs=3"])
+    summary = fit(cfg, corpus, out)
+
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert records[0]["nmi_prev"] is None and 0.0 <= records[-1]["nmi_prev"] <= 1.0
+    for key in ("clusters_min", "clusters_median", "clusters_max", "clusters_empty", "clips_per_s", "lr"):
+        assert records[-1][key] is not None
+    assert records[-1]["seconds_cluster"] > 0 and records[-1]["seconds_train"] > 0
+    assert summary["files_skipped"] == 0 and summary["files_used"] == 64
+    assert (out / "config.yaml").is_file() and (out / "curves.png").stat().st_size > 1000
+    assert load_config(out / "config.yaml") == cfg
+
+    # The checkpoint alone rebuilds encoder + frontend, with the run's normalisation statistics.
+    for name in ("checkpoint.pt", "encoder.safetensors"):
+        model = decar.load(out / name)
+        assert not model.training
+        wave = torch.randn(2, 16000) * 0.1
+        emb = model(wave)
+        assert emb.shape == (2, model.embed_dim) and torch.isfinite(emb).all()
+    stats = load_checkpoint(out / "checkpoint.pt")["frontend_stats"]
+    assert model.frontend.norm_mean.item() == pytest.approx(stats["mean"])
+    assert stats["std"] > 0
+    reference = load_checkpoint(out / "checkpoint.pt")["encoder"]
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, reference[key])
+
+
+def test_existing_run_needs_resume(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_config(TINY_CONFIG, ["optim.epochs=1"])
+    fit(cfg, corpus, out)
+    with pytest.raises(PretrainError, match="--resume"):
+        fit(cfg, corpus, out)
+    # Resuming a finished run with more epochs continues from where it stopped.
+    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2"]), corpus, out, resume=True)
+    assert summary["epochs"] == 2
+
+
+def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path) -> None:
+    overrides = ["optim.epochs=2", "deterministic=true", "num_threads=1", "checkpoint_minutes=0"]
+    reference_dir = tmp_path / "reference"
+    fit(load_config(TINY_CONFIG, overrides), corpus, reference_dir)
+
+    killed_dir = tmp_path / "killed"
+    args = _cli("--config", str(TINY_CONFIG), "--data", str(corpus), "--out", str(killed_dir), *overrides)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = killed_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), proc.stderr.read().decode()
+    interrupted_at = load_checkpoint(checkpoint)["run_state"]
+    assert not (interrupted_at["epoch"] == 1 and interrupted_at["epoch_complete"]), (
+        "run ended before the kill"
+    )
+
+    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    expected, resumed = _encoder_weights(reference_dir / "checkpoint.pt"), _encoder_weights(checkpoint)
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+    history = load_checkpoint(checkpoint)["run_state"]["history"]
+    assert [r["epoch"] for r in history] == [0, 1]
+
+
+def test_bad_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_synthetic_corpus(data, files_per_kind=3, seconds=1.0)
+    bad = write_bad_files(data / "broken")
+    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2"]), data, tmp_path / "run")
+    assert summary["files_skipped"] == len(bad)
+    assert summary["files_used"] == 24
+    assert set(summary["skipped"]) == {str(p) for p in bad.values()}
+    assert (
+        "non-finite" in summary["skipped"][str(bad["nan"])].lower()
+        or "nan" in summary["skipped"][str(bad["nan"])].lower()
+    )
+
+
+def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
+    write_synthetic_corpus(tmp_path / "few", files_per_kind=1, seconds=1.0, kinds=("tone", "chord"))
+    with pytest.raises(PretrainError, match="fewer than objective.num_clusters"):
+        fit(load_config(TINY_CONFIG), tmp_path / "few", tmp_path / "run")
+
+
+def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
+    """Same global batch: identical first clustering, nearly identical weights (BatchNorm sees half batches)."""
+    overrides = ["optim.epochs=2", "objective.dropout=0.0", "num_threads=1", "optim.lr=0.005"]
+    single = tmp_path / "single"
+    fit(load_config(TINY_CONFIG, overrides), corpus, single)
+
+    double = tmp_path / "double"
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "decar.cli",
+        "pretrain",
+        "--config",
+        str(TINY_CONFIG),
+        "--data",
+        str(corpus),
+        "--out",
+        str(double),
+        *overrides,
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    one, two = load_checkpoint(single / "checkpoint.pt"), load_checkpoint(double / "checkpoint.pt")
+    assert torch.equal(one["previous_assignments"], two["previous_assignments"])
+    initial = _initial_encoder(one["config"])
+    moved = torch.cat(
+        [(one["encoder"][k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()]
+    )
+    diff = torch.cat(
+        [(one["encoder"][k] - two["encoder"][k]).flatten() for k in initial if initial[k].is_floating_point()]
+    )
+    assert moved.norm() > 0
+    assert diff.norm() / moved.norm() < 0.1
+    losses_one = [r["loss"] for r in one["run_state"]["history"]]
+    losses_two = [r["loss"] for r in two["run_state"]["history"]]
+    np.testing.assert_allclose(losses_one, losses_two, rtol=0.05)
+
+
+def _initial_encoder(config: dict) -> dict[str, torch.Tensor]:
+    from decar.config import DecarConfig
+    from decar.pretrain import build_network
+
+    torch.manual_seed(DecarConfig.from_dict(config).seed)
+    return build_network(DecarConfig.from_dict(config)).encoder.state_dict()

@@ -8,9 +8,6 @@ import pytest
 
 from decar.testing import write_synthetic_corpus
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "configs" / "tiny.yaml"
-
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:

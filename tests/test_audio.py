@@ -18,8 +18,7 @@ def tone(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndar
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * rate)) / rate
     columns = [
-        0.4 * np.sin(2 * np.pi * 440.0 * (c + 1) * t) + 0.01 * rng.standard_normal(t.size)
-        for c in range(channels)
+        0.4 * np.sin(2 * np.pi * 440.0 * (c + 1) * t) + 0.01 * rng.standard_normal(t.size) for c in range(channels)
     ]
     return np.stack(columns, axis=1).astype(np.float32)
 
@@ -44,9 +43,7 @@ def test_int16_wav_round_trips(mono_wav: tuple[Path, np.ndarray]) -> None:
     ("name", "fmt", "subtype", "max_rms_error"),
     [("a.flac", "FLAC", "PCM_16", 1e-4), ("a.ogg", "OGG", "VORBIS", 0.03), ("a.opus", "OGG", "OPUS", 0.05)],
 )
-def test_compressed_formats_decode(
-    tmp_path: Path, name: str, fmt: str, subtype: str, max_rms_error: float
-) -> None:
+def test_compressed_formats_decode(tmp_path: Path, name: str, fmt: str, subtype: str, max_rms_error: float) -> None:
     original = tone(1.0, 16000)[:, 0]  # RMS about 0.28, so the lossy bounds still demand the same waveform
     path = tmp_path / name
     sf.write(path, original, 16000, format=fmt, subtype=subtype)
@@ -108,9 +105,7 @@ def test_window_past_the_end_is_truncated_and_offset_beyond_end_raises(
     assert caught.value.path == path
 
 
-def test_window_reads_only_what_it_needs(
-    monkeypatch: pytest.MonkeyPatch, mono_wav: tuple[Path, np.ndarray]
-) -> None:
+def test_window_reads_only_what_it_needs(monkeypatch: pytest.MonkeyPatch, mono_wav: tuple[Path, np.ndarray]) -> None:
     path, _ = mono_wav
     requested: list[int] = []
     original_read = sf.SoundFile.read

@@ -64,13 +64,11 @@ def reference_logmel(signal: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
         start = (cfg.n_fft - cfg.win_length) // 2
         full_window[start : start + cfg.win_length] = window
         frames = [
-            padded[i : i + cfg.n_fft] * full_window
-            for i in range(0, len(padded) - cfg.n_fft + 1, cfg.hop_length)
+            padded[i : i + cfg.n_fft] * full_window for i in range(0, len(padded) - cfg.n_fft + 1, cfg.hop_length)
         ]
     else:
         frames = [
-            signal[i : i + cfg.win_length] * window
-            for i in range(0, len(signal) - cfg.win_length + 1, cfg.hop_length)
+            signal[i : i + cfg.win_length] * window for i in range(0, len(signal) - cfg.win_length + 1, cfg.hop_length)
         ]
     spectrum = np.abs(np.fft.rfft(np.stack(frames), n=cfg.n_fft, axis=-1)) ** cfg.power
     mel = spectrum @ reference_filterbank(cfg)

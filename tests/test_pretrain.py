@@ -20,9 +20,8 @@ from decar.config import load_config
 from decar.pretrain import PretrainError, fit
 from decar.testing import write_bad_files, write_synthetic_corpus
 
-from .conftest import TINY_CONFIG
-
 pytestmark = pytest.mark.slow
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 
 def _cli(*args: str) -> list[str]:
@@ -66,17 +65,23 @@ def test_tiny_run_learns_and_leaves_a_loadable_checkpoint(corpus: Path, tmp_path
 
 def test_existing_run_needs_resume(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cfg = load_config(TINY_CONFIG, ["optim.epochs=1"])
+    cfg = load_config(TINY_CONFIG, ["optim.epochs=1", "optim.steps_per_epoch=3"])
     fit(cfg, corpus, out)
     with pytest.raises(PretrainError, match="--resume"):
         fit(cfg, corpus, out)
     # Resuming a finished run with more epochs continues from where it stopped.
-    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2"]), corpus, out, resume=True)
+    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2", "optim.steps_per_epoch=3"]), corpus, out, resume=True)
     assert summary["epochs"] == 2
 
 
 def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path) -> None:
-    overrides = ["optim.epochs=2", "deterministic=true", "num_threads=1", "checkpoint_minutes=0"]
+    overrides = [
+        "optim.epochs=2",
+        "optim.steps_per_epoch=6",
+        "deterministic=true",
+        "num_threads=1",
+        "checkpoint_minutes=0",
+    ]
     reference_dir = tmp_path / "reference"
     fit(load_config(TINY_CONFIG, overrides), corpus, reference_dir)
 
@@ -92,11 +97,9 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path)
     proc.wait()
     assert checkpoint.exists(), proc.stderr.read().decode()
     interrupted_at = load_checkpoint(checkpoint)["run_state"]
-    assert not (interrupted_at["epoch"] == 1 and interrupted_at["epoch_complete"]), (
-        "run ended before the kill"
-    )
+    assert not (interrupted_at["epoch"] == 1 and interrupted_at["epoch_complete"]), "run ended before the kill"
 
-    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
     expected, resumed = _encoder_weights(reference_dir / "checkpoint.pt"), _encoder_weights(checkpoint)
@@ -111,7 +114,7 @@ def test_bad_files_are_skipped_and_counted(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_synthetic_corpus(data, files_per_kind=3, seconds=1.0)
     bad = write_bad_files(data / "broken")
-    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2"]), data, tmp_path / "run")
+    summary = fit(load_config(TINY_CONFIG, ["optim.epochs=2", "optim.steps_per_epoch=4"]), data, tmp_path / "run")
     assert summary["files_skipped"] == len(bad)
     assert summary["files_used"] == 24
     assert set(summary["skipped"]) == {str(p) for p in bad.values()}
@@ -123,13 +126,23 @@ def test_bad_files_are_skipped_and_counted(tmp_path: Path) -> None:
 
 def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
     write_synthetic_corpus(tmp_path / "few", files_per_kind=1, seconds=1.0, kinds=("tone", "chord"))
-    with pytest.raises(PretrainError, match="fewer than objective.num_clusters"):
+    with pytest.raises(PretrainError, match=r"fewer than objective\.num_clusters"):
         fit(load_config(TINY_CONFIG), tmp_path / "few", tmp_path / "run")
 
 
 def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
-    """Same global batch: identical first clustering, nearly identical weights (BatchNorm sees half batches)."""
-    overrides = ["optim.epochs=2", "objective.dropout=0.0", "num_threads=1", "optim.lr=0.005"]
+    """Same global batch: identical first clustering, nearly identical weights and losses.
+
+    Not bit-identical by design: in training mode each rank's BatchNorm normalises its half of the batch
+    (SyncBatchNorm does not exist on CPU).
+    """
+    overrides = [
+        "optim.epochs=1",
+        "optim.steps_per_epoch=8",
+        "objective.dropout=0.0",
+        "num_threads=1",
+        "optim.lr=0.005",
+    ]
     single = tmp_path / "single"
     fit(load_config(TINY_CONFIG, overrides), corpus, single)
 
@@ -156,19 +169,18 @@ def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
 
     one, two = load_checkpoint(single / "checkpoint.pt"), load_checkpoint(double / "checkpoint.pt")
-    assert torch.equal(one["previous_assignments"], two["previous_assignments"])
+    assert torch.equal(one["assignments"], two["assignments"])  # the clustering of the initial weights
     initial = _initial_encoder(one["config"])
-    moved = torch.cat(
-        [(one["encoder"][k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()]
-    )
+    moved = torch.cat([(one["encoder"][k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()])
     diff = torch.cat(
         [(one["encoder"][k] - two["encoder"][k]).flatten() for k in initial if initial[k].is_floating_point()]
     )
     assert moved.norm() > 0
-    assert diff.norm() / moved.norm() < 0.1
+    # Independent runs would differ by about sqrt(2) of the distance moved; DDP stays within 20 % of it.
+    assert diff.norm() / moved.norm() < 0.2
     losses_one = [r["loss"] for r in one["run_state"]["history"]]
     losses_two = [r["loss"] for r in two["run_state"]["history"]]
-    np.testing.assert_allclose(losses_one, losses_two, rtol=0.05)
+    np.testing.assert_allclose(losses_one, losses_two, rtol=0.01)
 
 
 def _initial_encoder(config: dict) -> dict[str, torch.Tensor]:

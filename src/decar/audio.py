@@ -89,8 +89,7 @@ def _open(path: Path) -> sf.SoundFile:
         handle.close()
         raise AudioError(
             path,
-            f"implausible sample rate {handle.samplerate} Hz "
-            f"(expected {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz)",
+            f"implausible sample rate {handle.samplerate} Hz (expected {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz)",
         )
     if handle.frames <= 0:
         handle.close()
@@ -123,9 +122,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
 
 def _check_window_args(sample_rate: int, offset_s: float, duration_s: float | None) -> None:
     if not MIN_SAMPLE_RATE_HZ <= sample_rate <= MAX_SAMPLE_RATE_HZ:
-        raise ValueError(
-            f"sample_rate must lie in {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, got {sample_rate}"
-        )
+        raise ValueError(f"sample_rate must lie in {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, got {sample_rate}")
     if not (math.isfinite(offset_s) and offset_s >= 0):
         raise ValueError(f"offset_s must be a finite number >= 0, got {offset_s}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
@@ -166,8 +163,7 @@ def load_audio(
         if start >= handle.frames:
             raise AudioError(
                 file_path,
-                f"offset {offset_s:.3f} s is beyond the end of the file "
-                f"({handle.frames / native_rate:.3f} s)",
+                f"offset {offset_s:.3f} s is beyond the end of the file ({handle.frames / native_rate:.3f} s)",
             )
         available = handle.frames - start
         count = available if duration_s is None else min(max(round(duration_s * native_rate), 1), available)

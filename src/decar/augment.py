@@ -164,9 +164,7 @@ class SpecAugmentConfig(_DictConfig):
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                 f"SpecAugmentConfig.{name} must be an int >= 0, got {value!r}",
             )
-        _require(
-            self.fill in ("mean", "zero"), f"SpecAugmentConfig.fill must be mean or zero, got {self.fill!r}"
-        )
+        _require(self.fill in ("mean", "zero"), f"SpecAugmentConfig.fill must be mean or zero, got {self.fill!r}")
 
 
 @dataclass
@@ -183,9 +181,7 @@ class RunningNormConfig(_DictConfig):
     frozen_after: int = 1000
 
     def __post_init__(self) -> None:
-        _require(
-            self.frozen_after >= 1, f"RunningNormConfig.frozen_after must be >= 1, not {self.frozen_after}"
-        )
+        _require(self.frozen_after >= 1, f"RunningNormConfig.frozen_after must be >= 1, not {self.frozen_after}")
 
 
 @dataclass

@@ -21,7 +21,6 @@ import decar
 
 FORMAT_NAME = "decar-checkpoint"
 FORMAT_VERSION = 1
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 class CheckpointError(ValueError):
@@ -66,17 +65,6 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip DDP / torch.compile wrapper prefixes so weights load into a bare module."""
-    cleaned = {}
-    for key, value in state.items():
-        for prefix in _WRAPPER_PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        cleaned[key] = value
-    return cleaned
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Atomically save a training state dict (adds format name, version, decar version and git SHA)."""
     payload = {
@@ -104,7 +92,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a decar checkpoint (no '{FORMAT_NAME}' format marker)")
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has format version {state['format_version']}; this decar reads up to {FORMAT_VERSION}: upgrade decar"
+            f"{path} has format version {state['format_version']}; "
+            f"this decar reads up to {FORMAT_VERSION}: upgrade decar"
         )
     return state
 
@@ -131,9 +120,7 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
     except Exception as err:
         raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
     if metadata.get("format") != FORMAT_NAME:
-        raise CheckpointError(
-            f"{path} is a safetensors file but not a decar encoder export (metadata lacks format)"
-        )
+        raise CheckpointError(f"{path} is a safetensors file but not a decar encoder export (metadata lacks format)")
     return {
         "format": FORMAT_NAME,
         "format_version": int(metadata["format_version"]),

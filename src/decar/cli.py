@@ -57,9 +57,7 @@ def main(
 
 @app.command()
 def pretrain(
-    data: Annotated[
-        Path, typer.Option(help="Folder of audio (searched recursively) or a text file listing files.")
-    ],
+    data: Annotated[Path, typer.Option(help="Folder of audio (searched recursively) or a text file listing files.")],
     out: Annotated[Path, typer.Option(help="Run folder: config.yaml, log.jsonl, curves.png, checkpoint.pt.")],
     config: Annotated[
         Path | None, typer.Option(help="YAML config, e.g. configs/decar.yaml (paper) or configs/tiny.yaml.")
@@ -68,9 +66,7 @@ def pretrain(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     overrides: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="Config overrides as key=value, e.g. optim.epochs=50 objective.num_clusters=256."
-        ),
+        typer.Argument(help="Config overrides as key=value, e.g. optim.epochs=50 objective.num_clusters=256."),
     ] = None,
 ) -> None:
     """Pretrain DECAR on unlabeled audio. Runs the same under `torchrun --nproc_per_node N -m decar.cli`.

@@ -68,6 +68,11 @@ class ObjectiveConfig:
         kmeans_iters: Lloyd iterations per epoch.
         kmeans_backend: "torch", "faiss" or "auto".
         top_layer_std: std of the freshly initialised top layer each epoch.
+        bn_recalibration: when to re-estimate BatchNorm statistics from data before the feature pass:
+            "first" (before epoch 0 only: at random init the running statistics are (0, 1) and eval-mode
+            features of a deep network vanish, so the paper's first clustering is degenerate), "every"
+            (before each epoch; for runs with few steps per epoch) or "never" (the official code).
+        bn_recalibration_batches: batches used for that estimate.
     """
 
     hidden_dim: int = 512
@@ -77,17 +82,25 @@ class ObjectiveConfig:
     kmeans_iters: int = 20
     kmeans_backend: str = "torch"
     top_layer_std: float = 0.01
+    bn_recalibration: str = "first"
+    bn_recalibration_batches: int = 20
 
 
 @dataclass
 class OptimConfig:
-    """SGD settings of the paper (no schedule)."""
+    """SGD settings of the paper (no schedule).
+
+    Attributes:
+        steps_per_epoch: optimiser steps between two clusterings; None is the paper's one pass over the
+            data (N // batch_size). Small corpora need more steps to learn each epoch's pseudo-labels.
+    """
 
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 1e-5
     batch_size: int = 64
     epochs: int = 200
+    steps_per_epoch: int | None = None
     grad_clip: float | None = None
 
 
@@ -210,9 +223,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {sorted(known)}"
-        )
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]

@@ -139,9 +139,7 @@ class AudioCrops(Dataset):
         else:
             hop = self.frontend_config.hop_length
             info = audio_info(path)
-            total_frames = self.frontend_config.frames(
-                round(info.duration_s * self.frontend_config.sample_rate)
-            )
+            total_frames = self.frontend_config.frames(round(info.duration_s * self.frontend_config.sample_rate))
             start = self._crop_start(total_frames, index, position)
             crop_samples = (self.crop_frames - 1) * hop + self.frontend_config.win_length
             wave = load_audio(
@@ -198,9 +196,7 @@ class BatchCollator:
         good = [e for e in examples if e.logmel is not None]
         failures = [(e.index, e.error or "unknown error") for e in examples if e.logmel is None]
         if not good:
-            return Batch(
-                torch.empty(0, 1, 0, self.frontend.n_mels), torch.empty(0, dtype=torch.long), failures
-            )
+            return Batch(torch.empty(0, 1, 0, self.frontend.n_mels), torch.empty(0, dtype=torch.long), failures)
         longest = max(e.logmel.shape[0] for e in good)
         stacked = torch.stack([pad_frames(e.logmel, longest, self.frontend) for e in good])
         indices = torch.tensor([e.index for e in good], dtype=torch.long)

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from decar.checkpoint import clean_state_dict, load_checkpoint
+from decar.checkpoint import load_checkpoint
 from decar.config import DecarConfig
 from decar.frontend import LogMelSpectrogram
-from decar.models import create_model
+from decar.models import clean_state_dict, create_model
 
 
 class AudioEncoder(nn.Module):

@@ -71,18 +71,13 @@ class FrontendConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"FrontendConfig.{name} must be a positive integer, got {value!r}")
         if self.win_length > self.n_fft:
-            raise ValueError(
-                f"FrontendConfig.win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})"
-            )
+            raise ValueError(f"FrontendConfig.win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
         nyquist = self.sample_rate / 2
         if not 0 <= self.f_min < self.f_max:
-            raise ValueError(
-                f"FrontendConfig needs 0 <= f_min < f_max, got f_min={self.f_min}, f_max={self.f_max}"
-            )
+            raise ValueError(f"FrontendConfig needs 0 <= f_min < f_max, got f_min={self.f_min}, f_max={self.f_max}")
         if self.f_max > nyquist:
             raise ValueError(
-                f"FrontendConfig.f_max ({self.f_max} Hz) exceeds the Nyquist frequency "
-                f"sample_rate / 2 = {nyquist} Hz"
+                f"FrontendConfig.f_max ({self.f_max} Hz) exceeds the Nyquist frequency sample_rate / 2 = {nyquist} Hz"
             )
         if not (math.isfinite(self.power) and self.power > 0):
             raise ValueError(f"FrontendConfig.power must be > 0 (1 magnitude, 2 power), got {self.power}")
@@ -96,9 +91,7 @@ class FrontendConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"FrontendConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
+                raise ValueError(f"FrontendConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         empty_bands = np.flatnonzero(_triangles(self).max(axis=0) <= 0)
         if empty_bands.size:
             raise ValueError(
@@ -139,9 +132,7 @@ def _triangles(cfg: FrontendConfig) -> np.ndarray:
     """Unchecked filterbank of an otherwise valid config, shape (n_fft // 2 + 1, n_mels)."""
     num_bins = cfg.n_fft // 2 + 1
     bin_hz = np.linspace(0.0, cfg.sample_rate / 2, num_bins)
-    edges_mel = np.linspace(
-        hz_to_mel(cfg.f_min, cfg.mel_scale), hz_to_mel(cfg.f_max, cfg.mel_scale), cfg.n_mels + 2
-    )
+    edges_mel = np.linspace(hz_to_mel(cfg.f_min, cfg.mel_scale), hz_to_mel(cfg.f_max, cfg.mel_scale), cfg.n_mels + 2)
     if cfg.filterbank == "tf":
         bin_pos, edges = hz_to_mel(bin_hz, cfg.mel_scale), edges_mel
     else:
@@ -194,9 +185,7 @@ def compute_norm_stats(logmels: Iterable[Tensor | np.ndarray]) -> tuple[float, f
     mean = 0.0
     sum_sq_dev = 0.0
     for index, item in enumerate(logmels):
-        values = (
-            item.detach().cpu().double().numpy() if isinstance(item, Tensor) else np.asarray(item, np.float64)
-        )
+        values = item.detach().cpu().double().numpy() if isinstance(item, Tensor) else np.asarray(item, np.float64)
         if values.size == 0:
             continue
         if not np.isfinite(values).all():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +82,7 @@ def fit(cfg: DecarConfig, data: str | Path, out_dir: str | Path, resume: bool = 
 class Trainer:
     """Owns the model, optimisers, data and run state of one pretraining run."""
 
-    def __init__(
-        self, cfg: DecarConfig, data: Path, out_dir: Path, info: dist.DistInfo, resume: bool
-    ) -> None:
+    def __init__(self, cfg: DecarConfig, data: Path, out_dir: Path, info: dist.DistInfo, resume: bool) -> None:
         self.info = info
         self.out_dir = out_dir
         self.checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -255,9 +253,7 @@ class Trainer:
         """Mean/std of log-mel over (up to STATS_MAX_FILES of) the data, computed once and kept in the model."""
         self.dataset.mode = "stats"
         count = len(self.files)
-        chosen = sorted(
-            {round(i * count / min(count, STATS_MAX_FILES)) for i in range(min(count, STATS_MAX_FILES))}
-        )
+        chosen = sorted({round(i * count / min(count, STATS_MAX_FILES)) for i in range(min(count, STATS_MAX_FILES))})
         mine = chosen[self.info.rank :: self.info.world_size]
         totals = torch.zeros(3, dtype=torch.float64)
         for batch in self._loader([[(i, i)] for i in mine]):
@@ -271,18 +267,37 @@ class Trainer:
         mean = first / n
         return mean, math.sqrt(max(second / n - mean**2, 1e-12))
 
+    def _recalibrate_batchnorm(self, batch_size: int) -> None:
+        """Rank 0 re-estimates BatchNorm statistics on a random subset and broadcasts them.
+
+        One process does it, on the same batches whatever the world size, so N processes start the feature
+        pass from exactly the statistics a single process would have.
+        """
+        if self.info.is_main:
+            generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 6))
+            count = min(len(self.files), batch_size * self.cfg.objective.bn_recalibration_batches)
+            subset = torch.randperm(len(self.files), generator=generator)[:count].tolist()
+            batches = [[(i, i) for i in subset[k : k + batch_size]] for k in range(0, count, batch_size)]
+            loader = self._loader(batches)
+            recalibrate_batchnorm(self.net.encoder, (self._to_input(b) for b in loader if b.indices.numel()))
+        for norm in self.net.encoder.modules():
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                dist.broadcast(norm.running_mean, self.info)
+                dist.broadcast(norm.running_var, self.info)
+
     @torch.no_grad()
     def _cluster(self, progress: Progress) -> tuple[torch.Tensor, float]:
         """Features of every file → PCA-whitening → k-means; returns assignments (N,), −1 for unusable files."""
         cfg, info = self.cfg, self.info
         self.dataset.mode = "features"
-        self.net.eval()
         mine = list(range(info.rank, len(self.files), info.world_size))
         eval_batch = max(1, cfg.optim.batch_size)
         batches = [[(i, i) for i in mine[k : k + eval_batch]] for k in range(0, len(mine), eval_batch)]
-        task = progress.add_task(
-            f"epoch {self.state.epoch}: features", total=len(batches), visible=info.is_main
-        )
+        when = cfg.objective.bn_recalibration
+        if when == "every" or (when == "first" and self.state.epoch == 0):
+            self._recalibrate_batchnorm(eval_batch)
+        self.net.eval()
+        task = progress.add_task(f"epoch {self.state.epoch}: features", total=len(batches), visible=info.is_main)
         indices, features = [], []
         for batch in self._loader(batches):
             self._record_failures(batch.failures)
@@ -322,16 +337,16 @@ class Trainer:
         assert self.state.assignments is not None
         valid = torch.nonzero(self.state.assignments >= 0).flatten()
         generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 4))
-        order = valid[
-            balanced_cluster_indices(self.state.assignments[valid], len(valid), generator=generator)
-        ]
         world = self.info.world_size
-        global_batch = min(self.cfg.optim.batch_size, len(order)) // world * world
+        global_batch = min(self.cfg.optim.batch_size, len(valid)) // world * world
         if global_batch == 0:
-            raise PretrainError(f"{len(order)} usable files cannot be split across {world} processes")
+            raise PretrainError(f"{len(valid)} usable files cannot be split across {world} processes")
+        steps = self.cfg.optim.steps_per_epoch or max(1, len(valid) // global_batch)
+        draws = balanced_cluster_indices(self.state.assignments[valid], steps * global_batch, generator=generator)
+        order = valid[draws]
         local = global_batch // world
         batches = []
-        for step in range(max(1, len(order) // global_batch)):
+        for step in range(steps):
             first = step * global_batch + self.info.rank * local
             batches.append([(int(order[p]), p) for p in range(first, first + local)])
         return batches
@@ -353,9 +368,7 @@ class Trainer:
                 logits = self.train_net(self._to_input(batch))
             loss = F.cross_entropy(logits.float(), targets)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {state.epoch} step {state.step}; stopping"
-                )
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {state.epoch} step {state.step}; stopping")
             self.optimizer.zero_grad(set_to_none=True)
             self.top_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -465,6 +478,23 @@ class Trainer:
         )
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(module: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> None:
+    """Replace BatchNorm running statistics by their plain average over `inputs` (train-mode forwards)."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    was_training = module.training
+    module.train()
+    for x in inputs:
+        module(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    module.train(was_training)
+
+
 def _configure_torch(cfg: DecarConfig) -> None:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -481,9 +511,7 @@ def _merge_resumed_config(saved: DecarConfig, given: DecarConfig) -> DecarConfig
         saved_flat[key] = given_flat[key]
     ignored = sorted(k for k in saved_flat if saved_flat[k] != given_flat.get(k))
     if ignored:
-        log.warning(
-            "resuming with the checkpoint's settings; ignoring given values for: %s", ", ".join(ignored)
-        )
+        log.warning("resuming with the checkpoint's settings; ignoring given values for: %s", ", ".join(ignored))
     return DecarConfig.from_dict(_unflatten(saved_flat))
 
 

@@ -74,7 +74,7 @@ def write_bad_files(folder: str | Path) -> dict[str, Path]:
     bad["empty"].write_bytes(b"")
     bad["corrupt"].write_bytes(b"RIFF this is not really a wave file" * 10)
     samples = np.zeros(16000, dtype=np.float32)
-    samples[100:200] = np.nan
+    samples[::50] = np.nan  # scattered, so that any window of the file contains some
     sf.write(bad["nan"], samples, 16000, subtype="FLOAT")
     sf.write(bad["zero_frames"], np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
     return bad

@@ -61,9 +61,7 @@ class AudioNTT2020(nn.Module):
             raise ValueError(f"n_mels must be at least {self.frame_stride}, got {n_mels}")
         self.n_mels = n_mels
         self.embed_dim = d
-        self.features = nn.Sequential(
-            *_conv_block(1), *_conv_block(CONV_CHANNELS), *_conv_block(CONV_CHANNELS)
-        )
+        self.features = nn.Sequential(*_conv_block(1), *_conv_block(CONV_CHANNELS), *_conv_block(CONV_CHANNELS))
         self.fc = nn.Sequential(
             nn.Linear(CONV_CHANNELS * (n_mels // self.frame_stride), d),
             nn.ReLU(),
@@ -82,9 +80,7 @@ class AudioNTT2020(nn.Module):
             ``(B, max(T, 8) // 8, d)``.
         """
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[3] != self.n_mels:
-            raise ValueError(
-                f"expected a log-mel batch of shape (B, 1, T, {self.n_mels}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected a log-mel batch of shape (B, 1, T, {self.n_mels}), got {tuple(x.shape)}")
         if x.shape[2] < self.min_frames:
             x = F.pad(x, (0, 0, 0, self.min_frames - x.shape[2]))
         x = self.features(x.transpose(2, 3))  # BYOL-A layout (B, 1, F, T) -> (B, C, F', T')
@@ -150,8 +146,7 @@ def load_byola_weights(path: str | PathLike[str], d: int | None = None) -> Audio
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
         raise ValueError(
-            f"{path}: keys do not match AudioNTT2020(d={file_d}); "
-            f"missing: {missing}; unexpected: {unexpected}"
+            f"{path}: keys do not match AudioNTT2020(d={file_d}); missing: {missing}; unexpected: {unexpected}"
         )
     try:
         model.load_state_dict(state_dict, strict=True)

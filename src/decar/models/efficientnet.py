@@ -225,9 +225,7 @@ class EfficientNetB0(nn.Module):
             ``(B, 1280, ceil(T/32), ceil(F/32))``.
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected a log-mel batch of shape (B, {self.in_channels}, T, F), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected a log-mel batch of shape (B, {self.in_channels}, T, F), got {tuple(x.shape)}")
         x = F.silu(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)

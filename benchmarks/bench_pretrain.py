@@ -35,7 +35,9 @@ def bare_loop(cfg, steps: int, frames: int, warmup: int = 2) -> float:
     net = build_network(cfg).train()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+    )
     batch = cfg.optim.batch_size
     x = torch.randn(batch, 1, frames, cfg.frontend.n_mels).contiguous(memory_format=memory_format)
     y = torch.randint(0, cfg.objective.num_clusters, (batch,))
@@ -95,15 +97,19 @@ def main() -> None:
             "device=cpu",
         ]
         cfg = load_config(args.config, overrides)
-        fit(cfg, work / "audio", work / "run")
-        record = json.loads((work / "run" / "log.jsonl").read_text().splitlines()[-1])
         frames = cfg.frontend.frames(round(args.crop_seconds * cfg.frontend.sample_rate))
-        steps = record["files_used"] // args.batch_size
-        bare = bare_loop(cfg, steps, frames)
+        steps = len(list((work / "audio").rglob("*.wav"))) // args.batch_size
+        # The bare loop runs before and after the pipeline so that a slow spell of this shared machine
+        # cannot favour either side; their mean is the reference.
+        bare_before = bare_loop(cfg, steps, frames)
+        fit(cfg, work / "audio", work / "run")
+        bare_after = bare_loop(cfg, steps, frames)
+        record = json.loads((work / "run" / "log.jsonl").read_text().splitlines()[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     pipeline = record["clips_per_s"]
+    bare = (bare_before + bare_after) / 2
     epoch_seconds = record["seconds_cluster"] + record["seconds_train"]
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -112,6 +118,7 @@ def main() -> None:
         "frames_per_clip": frames,
         "pipeline_clips_per_s": pipeline,
         "bare_clips_per_s": bare,
+        "bare_clips_per_s_before_after": [bare_before, bare_after],
         "pipeline_over_bare": pipeline / bare,
         "clustering_seconds": record["seconds_cluster"],
         "training_seconds": record["seconds_train"],

@@ -72,6 +72,7 @@ def pretrain(
     """Pretrain DECAR on unlabeled audio. Runs the same under `torchrun --nproc_per_node N -m decar.cli`.
 
     Bad audio files are skipped with a warning and counted; a killed run continues with --resume.
+    Every config key can be overridden; `decar config default` lists them with the paper's values.
     """
     from decar.pretrain import PretrainError, fit
 

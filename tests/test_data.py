@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from decar.augment import SpecAugmentConfig
+from decar.data import AudioCrops, BatchCollator, scan_files
+from decar.frontend import FrontendConfig
+from decar.testing import write_bad_files, write_synthetic_corpus
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("data")
+    return [p for p, _ in write_synthetic_corpus(folder, files_per_kind=1, seconds=2.0)]
+
+
+def _crops(files: list[Path], **kwargs) -> AudioCrops:
+    return AudioCrops(files, FrontendConfig(), crop_seconds=0.5, **kwargs)
+
+
+def test_cached_crops_equal_decoded_crops(files: list[Path], tmp_path: Path) -> None:
+    plain, cached = _crops(files), _crops(files, cache_dir=tmp_path / "cache")
+    for mode in ("train", "features"):
+        plain.mode = cached.mode = mode
+        for position, index in enumerate(range(len(files))):
+            a, b = plain[(index, position)], cached[(index, position)]
+            assert a.logmel.shape == b.logmel.shape == (plain.crop_frames, 64)
+            torch.testing.assert_close(a.logmel, b.logmel, atol=1e-4, rtol=1e-4)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(files)
+    again = _crops(files, cache_dir=tmp_path / "cache")  # reads the cache instead of decoding
+    again.mode = "features"
+    torch.testing.assert_close(again[(0, 0)].logmel, cached[(0, 0)].logmel)
+
+
+def test_random_crops_depend_only_on_seed_epoch_and_position(files: list[Path]) -> None:
+    crops = _crops(files, seed=3)
+    first = crops[(0, 5)].logmel
+    assert torch.equal(first, _crops(files, seed=3)[(0, 5)].logmel)
+    others = [crops[(0, p)].logmel for p in range(6, 12)]
+    assert any(not torch.equal(first, other) for other in others)
+    crops.mode = "features"
+    assert torch.equal(crops[(0, 1)].logmel, crops[(0, 2)].logmel)  # centre crop, no randomness
+
+
+def test_specaugment_only_in_training(files: list[Path]) -> None:
+    plain = _crops(files)
+    augmented = _crops(files, specaugment=SpecAugmentConfig(freq_masks=2, freq_mask_width=30))
+    changed = [not torch.equal(plain[(0, p)].logmel, augmented[(0, p)].logmel) for p in range(8)]
+    assert any(changed)
+    plain.mode = augmented.mode = "features"
+    assert torch.equal(plain[(0, 0)].logmel, augmented[(0, 0)].logmel)
+
+
+def test_short_files_are_padded_with_silence(tmp_path: Path) -> None:
+    short = [p for p, _ in write_synthetic_corpus(tmp_path, files_per_kind=1, seconds=0.2, kinds=("tone",))]
+    crops = AudioCrops(short, FrontendConfig(), crop_seconds=1.0)
+    logmel = crops[(0, 0)].logmel
+    assert logmel.shape[0] == crops.crop_frames
+    assert torch.all(logmel[-10:] == torch.log(torch.tensor(1e-5)))
+
+
+def test_bad_files_are_reported_not_raised(tmp_path: Path, files: list[Path]) -> None:
+    bad = write_bad_files(tmp_path)
+    good, rejected = scan_files([*files, *bad.values()], min_seconds=0.05)
+    assert good == [*files, bad["nan"]]  # headers cannot reveal NaN samples; decoding does
+    assert set(rejected) == {str(bad["empty"]), str(bad["corrupt"]), str(bad["zero_frames"])}
+    crops = _crops([bad["nan"]])
+    example = crops[(0, 0)]
+    assert example.logmel is None and "non-finite" in example.error
+    batch = BatchCollator(FrontendConfig())([example, _crops(files)[(1, 0)]])
+    assert batch.logmel.shape[0] == 1 and batch.indices.tolist() == [1]
+    assert batch.failures == [(0, example.error)]

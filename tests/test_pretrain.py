@@ -189,3 +189,12 @@ def _initial_encoder(config: dict) -> dict[str, torch.Tensor]:
 
     torch.manual_seed(DecarConfig.from_dict(config).seed)
     return build_network(DecarConfig.from_dict(config)).encoder.state_dict()
+
+
+def test_audiontt_encoder_with_bf16_autocast(corpus: Path, tmp_path: Path) -> None:
+    overrides = ["optim.epochs=1", "optim.steps_per_epoch=3", "model.name=audiontt2020", "model.kwargs={d: 128}"]
+    summary = fit(load_config(TINY_CONFIG, [*overrides, "precision=bf16"]), corpus, tmp_path / "run")
+    assert summary["epochs"] == 1 and np.isfinite(summary["final_loss"])
+    model = decar.load(tmp_path / "run" / "encoder.safetensors")
+    assert model.embed_dim == 128
+    assert model(torch.randn(1, 16000) * 0.1).dtype == torch.float32

@@ -102,7 +102,7 @@ def demo(
     run_dir = out / "run"
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     cfg = load_config(tiny if tiny.is_file() else None, [f"optim.epochs={epochs}", "device=cpu"])
-    summary = fit(cfg, audio_dir, run_dir, resume=True)
+    summary = fit(cfg, audio_dir, run_dir, resume=(run_dir / "checkpoint.pt").exists())
     _print_summary("demo: DECAR pretraining on synthetic audio", summary)
 
 

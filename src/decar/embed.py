@@ -1,9 +1,19 @@
-"""Pretrained encoders for users: a checkpoint file becomes a waveform → embedding module."""
+"""Pretrained encoders for users: a checkpoint file becomes a module that embeds audio of any length.
+
+Audio is cut into windows of whole encoder strides (about the training crop length). Each window's log-mel
+frames are exactly the frames of the whole file at those positions, so frame embeddings are evenly spaced
+across window borders, memory stays bounded for hour-long audio, and a clip gives the same result alone or
+in a batch. A clip embedding is the duration-weighted mean of its window embeddings.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soxr
 import torch
 from torch import nn
 
@@ -12,13 +22,32 @@ from decar.config import DecarConfig
 from decar.frontend import LogMelSpectrogram
 from decar.models import clean_state_dict, create_model
 
+AudioInput = np.ndarray | torch.Tensor | Sequence[np.ndarray] | Sequence[torch.Tensor]
+
+
+class NoBundledModelError(FileNotFoundError):
+    """`decar.load()` without a path, before a pretrained model ships inside the package."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice of one clip: samples [start, stop) give log-mel frames [first_frame, first_frame + frames)."""
+
+    clip: int
+    start: int
+    stop: int
+    first_frame: int
+    frames: int
+
 
 class AudioEncoder(nn.Module):
     """Frontend (with its dataset normalisation statistics) plus encoder, in eval mode.
 
     Attributes:
-        sample_rate: the rate, in Hz, that waveforms given to `forward` must have.
-        embed_dim: size of the clip embedding.
+        sample_rate: the rate, in Hz, the model works at (inputs at other rates are resampled).
+        embed_dim: size of clip and frame embeddings.
+        frame_hop_ms: milliseconds between consecutive frame embeddings.
+        window_frames: log-mel frames per window (a multiple of the encoder's frame stride).
         config: the resolved training config the checkpoint carried.
     """
 
@@ -27,24 +56,167 @@ class AudioEncoder(nn.Module):
         self.frontend = frontend
         self.encoder = encoder
         self.config = config
-        self.sample_rate = config.frontend.sample_rate
+        fe = config.frontend
+        self.sample_rate = fe.sample_rate
         self.embed_dim = int(encoder.embed_dim)
+        self.frame_stride = int(encoder.frame_stride)
+        self.frame_hop_ms = 1000.0 * fe.hop_length * self.frame_stride / fe.sample_rate
+        crop_frames = fe.frames(round(config.data.crop_seconds * fe.sample_rate))
+        self.window_frames = max(self.frame_stride, crop_frames // self.frame_stride * self.frame_stride)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(B, samples) float waveforms at `sample_rate` → (B, embed_dim) clip embeddings."""
+        """(B, samples) float waveforms at `sample_rate` → (B, embed_dim); no windowing (one crop each)."""
         return self.encoder(self.frontend(waveform))
 
+    # ------------------------------------------------------------------------------------------ public API
+    @torch.inference_mode()
+    def embed(self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
+        """Clip embeddings, float32 (B, embed_dim), for audio of any length and sample rate.
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> AudioEncoder:
+        Args:
+            audio: (T,), (B, T) or a list of 1-D clips of different lengths; numpy or torch, float in [-1, 1].
+            sample_rate: rate of `audio` in Hz (default: the model's); other rates are resampled with soxr.
+            batch_size: windows per forward pass (bounds memory).
+        """
+        clips = self._prepare(audio, sample_rate)
+        windows = self._windows(clips)
+        sums = np.zeros((len(clips), self.embed_dim), dtype=np.float64)
+        weights = np.zeros(len(clips), dtype=np.float64)
+        for group, logmel in self._batches(clips, windows, batch_size):
+            embeddings = self.encoder(logmel).float().cpu().numpy()
+            for window, embedding in zip(group, embeddings, strict=True):
+                sums[window.clip] += window.frames * embedding
+                weights[window.clip] += window.frames
+        return (sums / weights[:, None]).astype(np.float32)
+
+    @torch.inference_mode()
+    def embed_frames(
+        self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 16
+    ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
+        """Frame embeddings every `frame_hop_ms` and their timestamps (ms at frame centres).
+
+        Returns:
+            (embeddings, timestamps): float32 (B, T', D) and float64 (B, T') when all clips have the same
+            length, else lists of (T'_i, D) and (T'_i,) arrays. Frames centred beyond the end are dropped.
+        """
+        clips = self._prepare(audio, sample_rate)
+        windows = self._windows(clips)
+        per_clip: list[list[tuple[int, np.ndarray]]] = [[] for _ in clips]
+        for group, logmel in self._batches(clips, windows, batch_size):
+            frames = self.encoder.forward_frames(logmel).float().cpu().numpy()
+            for window, sequence in zip(group, frames, strict=True):
+                count = -(-window.frames // self.frame_stride)
+                per_clip[window.clip].append((window.first_frame, sequence[:count]))
+        embeddings, timestamps = [], []
+        for clip, pieces in zip(clips, per_clip, strict=True):
+            sequence = np.concatenate([seq for _, seq in sorted(pieces, key=lambda p: p[0])])
+            times = self._frame_times_ms(len(sequence))
+            duration_ms = 1000.0 * len(clip) / self.sample_rate
+            keep = max(1, int(np.searchsorted(times, duration_ms, side="right")))
+            times = times[:keep]
+            if times[0] > duration_ms:  # a clip shorter than one frame: its only frame sits at its middle
+                times = np.array([duration_ms / 2])
+            embeddings.append(sequence[:keep].astype(np.float32))
+            timestamps.append(times)
+        if len({len(t) for t in timestamps}) == 1:
+            return np.stack(embeddings), np.stack(timestamps)
+        return embeddings, timestamps
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def _frame_times_ms(self, count: int) -> np.ndarray:
+        """Centre of output frame j: the middle of log-mel frames [j*stride, (j+1)*stride)."""
+        fe = self.config.frontend
+        centre_frame = np.arange(count) * self.frame_stride + (self.frame_stride - 1) / 2
+        offset = 0 if fe.center else fe.win_length / 2
+        return 1000.0 * (centre_frame * fe.hop_length + offset) / fe.sample_rate
+
+    def _prepare(self, audio: AudioInput, sample_rate: int | None) -> list[np.ndarray]:
+        """Any accepted input → list of float32 mono 1-D numpy clips at the model's rate."""
+        if isinstance(audio, torch.Tensor | np.ndarray):
+            array = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+            if array.ndim not in (1, 2):
+                raise ValueError(f"audio must have shape (T,) or (B, T), got {tuple(array.shape)}")
+            items = [array] if array.ndim == 1 else list(array)
+        else:
+            items = [a.detach().cpu().float().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in audio]
+        if not items:
+            raise ValueError("no audio given")
+        rate = self.sample_rate if sample_rate is None else int(sample_rate)
+        clips = []
+        for i, item in enumerate(items):
+            if item.ndim != 1 or item.size == 0:
+                raise ValueError(f"clip {i} must be a non-empty 1-D array, got shape {tuple(item.shape)}")
+            if not np.issubdtype(item.dtype, np.floating):
+                raise ValueError(f"clip {i} has dtype {item.dtype}; pass float audio in [-1, 1]")
+            if not np.isfinite(item).all():
+                raise ValueError(f"clip {i} contains NaN or infinite samples")
+            clip = item.astype(np.float32, copy=False)
+            if rate != self.sample_rate:
+                clip = soxr.resample(clip, rate, self.sample_rate, quality="HQ").astype(np.float32)
+            clips.append(clip)
+        return clips
+
+    def _windows(self, clips: list[np.ndarray]) -> list[Window]:
+        """Cut each clip into windows of `window_frames` log-mel frames (the last one shorter)."""
+        fe = self.config.frontend
+        windows = []
+        for index, clip in enumerate(clips):
+            total = fe.frames(len(clip))
+            for first in range(0, total, self.window_frames):
+                frames = min(self.window_frames, total - first)
+                start = first * fe.hop_length
+                if fe.center:  # frame i is centred on sample i * hop: the window needs half a window each side
+                    stop = start + (frames - 1) * fe.hop_length + 1
+                else:
+                    stop = start + (frames - 1) * fe.hop_length + fe.win_length
+                windows.append(Window(index, start, min(stop, len(clip)), first, frames))
+        return windows
+
+    def _batches(self, clips: list[np.ndarray], windows: list[Window], batch_size: int):
+        """Yield (windows, normalised log-mel (b, 1, frames, n_mels)) for groups of equal-length windows."""
+        by_length: dict[int, list[Window]] = {}
+        for window in windows:
+            by_length.setdefault(window.frames, []).append(window)
+        device = next(self.encoder.parameters()).device
+        for frames, group in by_length.items():
+            for k in range(0, len(group), batch_size):
+                chunk = group[k : k + batch_size]
+                logmels = [self._window_logmel(clips[w.clip], w)[:, :, :frames] for w in chunk]
+                yield chunk, torch.cat(logmels).to(device)
+
+    def _window_logmel(self, clip: np.ndarray, window: Window) -> torch.Tensor:
+        fe = self.config.frontend
+        if fe.center:
+            # Centred frames need context before and after the window: compute on the padded span, then slice.
+            context = -(-(fe.n_fft // 2) // fe.hop_length) * fe.hop_length  # whole hops, so frames stay aligned
+            lo = max(0, window.start - context)
+            hi = min(len(clip), window.stop + context)
+            logmel = self.frontend(torch.from_numpy(clip[lo:hi]).to(self.frontend.norm_mean.device))
+            skip = (window.start - lo) // fe.hop_length
+            return logmel[:, :, skip : skip + window.frames]
+        segment = torch.from_numpy(clip[window.start : window.stop]).to(self.frontend.norm_mean.device)
+        return self.frontend(segment)
+
+
+def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> AudioEncoder:
     """Rebuild encoder and frontend from a checkpoint (`checkpoint.pt` or `encoder.safetensors`) alone.
 
     Nothing is executed from the file (weights-only / safetensors) and nothing is downloaded.
 
+    Args:
+        path: checkpoint file; None means the pretrained model bundled with decar.
+        device: where the model runs.
+
     Example:
         >>> model = decar.load("runs/tiny/checkpoint.pt")
-        >>> model(torch.zeros(1, 16000)).shape
-        torch.Size([1, 1280])
+        >>> model.embed(np.zeros(16000, dtype=np.float32)).shape
+        (1, 1280)
     """
+    if path is None:
+        raise NoBundledModelError(
+            "this decar release bundles no pretrained model yet; pass the path of a checkpoint "
+            "(e.g. runs/<name>/checkpoint.pt from `decar pretrain`)"
+        )
     checkpoint = load_checkpoint(path)
     config = DecarConfig.from_dict(checkpoint["config"])
     frontend = LogMelSpectrogram(config.frontend)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 SOUND_KINDS = ("tone", "chord", "noise_low", "noise_high", "chirp_up", "chirp_down", "clicks", "am_tone")
 
@@ -78,3 +79,34 @@ def write_bad_files(folder: str | Path) -> dict[str, Path]:
     sf.write(bad["nan"], samples, 16000, subtype="FLOAT")
     sf.write(bad["zero_frames"], np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
     return bad
+
+
+def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None, seed: int = 0) -> Path:
+    """An untrained but complete decar checkpoint (tiny config + overrides), for tests of the model's users.
+
+    BatchNorm statistics are set from one batch of synthetic log-mels so that outputs are of order one.
+    """
+    from decar.checkpoint import save_checkpoint
+    from decar.config import load_config
+    from decar.frontend import LogMelSpectrogram
+    from decar.pretrain import build_network, recalibrate_batchnorm
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    config = load_config(tiny if tiny.is_file() else None, overrides or [])
+    torch.manual_seed(seed)
+    network = build_network(config)
+    rng = np.random.default_rng(seed)
+    waves = np.stack([synthetic_clip(kind, 1.0, config.frontend.sample_rate, rng) for kind in SOUND_KINDS])
+    logmel = LogMelSpectrogram(config.frontend)(torch.from_numpy(waves), normalize=False)
+    mean, std = float(logmel.mean()), float(logmel.std())
+    recalibrate_batchnorm(network.encoder, [(logmel - mean) / std])
+    save_checkpoint(
+        path,
+        {
+            "config": config.to_dict(),
+            "encoder": network.encoder.state_dict(),
+            "frontend_stats": {"mean": mean, "std": std},
+            "epoch": -1,
+        },
+    )
+    return Path(path)

@@ -1,0 +1,128 @@
+"""The user-facing embedding API: decar.load, AudioEncoder.embed / embed_frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import decar
+from decar.embed import NoBundledModelError
+from decar.testing import write_random_checkpoint
+
+
+@pytest.fixture(scope="module", params=["efficientnet_b0", "audiontt2020"])
+def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> decar.AudioEncoder:
+    overrides = [] if request.param == "efficientnet_b0" else ["model.name=audiontt2020", "model.kwargs={d: 64}"]
+    return decar.load(write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", overrides))
+
+
+def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(round(seconds * rate)) * 0.1).astype(np.float32)
+
+
+def test_load_without_path_says_no_model_is_bundled() -> None:
+    with pytest.raises(NoBundledModelError, match="bundles no pretrained model"):
+        decar.load()
+
+
+def test_loaded_model_is_in_eval_mode_and_matches_checkpoint(model: decar.AudioEncoder) -> None:
+    assert not model.training and not model.encoder.training
+    assert model.sample_rate == 16000 and model.embed_dim == model.encoder.embed_dim
+
+
+def test_input_shapes_and_types(model: decar.AudioEncoder) -> None:
+    one = _noise(1.0)
+    assert model.embed(one).shape == (1, model.embed_dim)
+    assert model.embed(np.stack([one, one])).shape == (2, model.embed_dim)
+    assert model.embed(torch.from_numpy(one)).dtype == np.float32
+    assert model.embed([one, _noise(2.5, 1), torch.from_numpy(_noise(0.3, 2))]).shape == (3, model.embed_dim)
+
+
+def test_batched_equals_one_by_one_and_calls_repeat_exactly(model: decar.AudioEncoder) -> None:
+    clips = [_noise(s, i) for i, s in enumerate((1.0, 1.7, 0.2, 3.1))]
+    batched = model.embed(clips)
+    single = np.concatenate([model.embed(c) for c in clips])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    np.testing.assert_array_equal(model.embed(clips), batched)
+    assert np.isfinite(batched).all()
+
+
+def test_clip_embedding_is_duration_weighted_mean_of_windows(model: decar.AudioEncoder) -> None:
+    hop = model.config.frontend.hop_length
+    window_samples = model.window_frames * hop
+    clip = _noise(3 * window_samples / 16000 * 0.999, seed=5)
+    windows = [w for w in model._windows([clip])]
+    assert len(windows) == 3
+    parts = [model.embed(clip[w.start : w.stop])[0] for w in windows]
+    expected = sum(w.frames * p for w, p in zip(windows, parts, strict=True)) / sum(w.frames for w in windows)
+    np.testing.assert_allclose(model.embed(clip)[0], expected, atol=1e-5)
+
+
+def test_other_sample_rates_are_resampled(model: decar.AudioEncoder) -> None:
+    t = np.arange(32000) / 32000
+    tone_32k = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    tone_16k = tone_32k[::2].copy()
+    a, b = model.embed(tone_32k, sample_rate=32000)[0], model.embed(tone_16k)[0]
+    assert np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
+
+
+def test_frames_are_evenly_spaced_and_inside_the_audio(model: decar.AudioEncoder) -> None:
+    for seconds in (1.07, 1.98, 4.0):
+        embeddings, timestamps = model.embed_frames(np.stack([_noise(seconds), _noise(seconds, 1)]))
+        assert embeddings.shape[:2] == timestamps.shape and embeddings.shape[2] == model.embed_dim
+        spacing = np.diff(timestamps, axis=1)
+        np.testing.assert_allclose(spacing, model.frame_hop_ms, atol=1e-6)
+        assert timestamps[:, -1].max() <= seconds * 1000
+        assert timestamps[0, 0] >= 0
+
+
+def test_frames_do_not_depend_on_window_borders_or_batching(model: decar.AudioEncoder) -> None:
+    window_samples = model.window_frames * model.config.frontend.hop_length
+    clip = _noise(2.5 * window_samples / 16000, seed=3)
+    frames, _ = model.embed_frames(clip)
+    first_window, _ = model.embed_frames(clip[: window_samples + model.config.frontend.win_length])
+    n = first_window.shape[1]
+    np.testing.assert_allclose(frames[0, :n], first_window[0], atol=1e-5)
+    varied, times = model.embed_frames([clip, _noise(0.15, 9)])
+    assert isinstance(varied, list) and len(times[1]) == len(varied[1])
+    np.testing.assert_allclose(varied[0], frames[0], atol=1e-5)
+
+
+def test_long_audio_is_processed_in_bounded_windows(model: decar.AudioEncoder, monkeypatch) -> None:
+    seen: list[int] = []
+    original = model.frontend.forward
+
+    def recording(waveform: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        seen.append(waveform.shape[-1])
+        return original(waveform, normalize)
+
+    monkeypatch.setattr(model.frontend, "forward", recording)
+    clip = _noise(30.0)
+    model.embed(clip, batch_size=4)
+    window_samples = (model.window_frames - 1) * model.config.frontend.hop_length + model.config.frontend.win_length
+    assert max(seen) <= window_samples and sum(seen) >= clip.size * 0.95
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (np.zeros(0, dtype=np.float32), "non-empty"),
+        (np.full(1000, np.nan, dtype=np.float32), "NaN"),
+        (np.zeros(1000, dtype=np.int16), "float"),
+        (np.zeros((1, 1, 1000), dtype=np.float32), "shape"),
+        ([], "no audio"),
+    ],
+)
+def test_bad_audio_is_a_clear_error(model: decar.AudioEncoder, audio, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model.embed(audio)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bogus"):
+        decar.load(bogus)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -29,6 +28,8 @@ from typing import Any, Self
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from decar._dicts import dataclass_from_dict
 
 __all__ = [
     "AugmentConfig",
@@ -109,30 +110,7 @@ class _DictConfig:
         Raises:
             ValueError: on unknown keys (the message names the dotted key) or invalid values.
         """
-        return _from_dict(cls, data, cls.__name__)
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    """Construct dataclass `cls` from `data`; converts nested dicts, YAML lists and ints for float fields."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        names = ", ".join(f"{path}.{key}" for key in unknown)
-        raise ValueError(f"unknown key(s) {names}; known keys: {known}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-            value = _from_dict(hint, value, f"{path}.{name}")
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            value = tuple(value)
-        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+        return dataclass_from_dict(cls, dict(data), prefix=f"{cls.__name__}.")
 
 
 @dataclass

@@ -7,22 +7,17 @@ and into every checkpoint so a model can be rebuilt without the file that traine
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from decar._dicts import ConfigError, dataclass_from_dict
 from decar.augment import AugmentConfig
 from decar.frontend import FrontendConfig
 
 CONFIG_VERSION = 1
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be applied; the message names the key and the problem."""
 
 
 @dataclass
@@ -170,7 +165,7 @@ class DecarConfig:
     def from_dict(cls, data: dict[str, Any]) -> DecarConfig:
         data = dict(data)
         data.pop("config_version", None)
-        return _build(cls, data, prefix="")
+        return dataclass_from_dict(cls, data)
 
     def to_yaml(self, path: str | Path) -> None:
         from decar.checkpoint import atomic_write_text
@@ -213,55 +208,3 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             raise ConfigError(f"override {key!r}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Construct dataclass `cls` from a plain dict, type-checking leaves and rejecting unknown keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, prefix=f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Accept `value` for a field annotated `hint`, converting int→float where lossless."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return origin(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is Any or (
-        isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))
-    ):
-        return value
-    raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")

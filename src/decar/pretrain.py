@@ -330,6 +330,13 @@ class Trainer:
             inertia[0] = result.inertia
         assignments = dist.broadcast(assignments.to(self.device), info).cpu()
         inertia = dist.broadcast(inertia.to(self.device), info).cpu()
+        # Files that failed on another rank were logged there; count them here too.
+        self._record_failures(
+            [
+                (i, "could not be decoded (reported by another process)")
+                for i in torch.nonzero(assignments < 0).flatten().tolist()
+            ]
+        )
         return assignments, float(inertia[0])
 
     def _epoch_batches(self) -> list[list[tuple[int, int]]]:

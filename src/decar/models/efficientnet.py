@@ -61,7 +61,7 @@ def _same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
 
     TensorFlow "SAME" convention: when the total is odd the extra row goes after (bottom/right).
     """
-    out_size = -(-size // stride)
+    out_size = (size + stride - 1) // stride  # not -(-size // stride): ONNX integer Div truncates to zero
     total = max((out_size - 1) * stride + kernel_size - size, 0)
     return total // 2, total - total // 2
 

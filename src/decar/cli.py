@@ -106,6 +106,63 @@ def demo(
     _print_summary("demo: DECAR pretraining on synthetic audio", summary)
 
 
+@app.command()
+def embed(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files, folders (searched recursively) and text files listing audio.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one .npy/.npz per file + manifest.csv.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint (checkpoint.pt or encoder.safetensors); default: bundled model.")
+    ] = None,
+    frames: Annotated[
+        bool, typer.Option(help="Frame embeddings with timestamps (.npz) instead of clip embeddings (.npy).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass (several files share one).")] = 16,
+    overwrite: Annotated[bool, typer.Option(help="Recompute existing outputs, even another model's.")] = False,
+    device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:1, mps.")] = "cpu",
+) -> None:
+    """Embed audio files to one output each, listed in OUT/manifest.csv.
+
+    Outputs mirror each file's path inside its folder (or its list file's folder): DIR/a/b.wav -> OUT/a/b.wav.npy.
+    Resumable: rerun the same command and files already embedded by the same model are skipped.
+    Bad files are listed with their reason in the manifest and the summary; they never stop the run.
+    """
+    from decar.embed import NoBundledModelError
+    from decar.extract import extract_embeddings
+
+    try:
+        encoder = decar.load(model, device=device)
+        extract_embeddings(inputs, out, encoder, frames=frames, batch_size=batch_size, overwrite=overwrite)
+    except NoBundledModelError:
+        _fail(
+            RuntimeError(
+                "no --model given and this decar release bundles no pretrained model; "
+                "pass --model PATH (a checkpoint.pt or encoder.safetensors from `decar pretrain`)"
+            )
+        )
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command("export-onnx")
+def export_onnx(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (checkpoint.pt or encoder.safetensors).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+) -> None:
+    """Export the frontend and encoder of a checkpoint to ONNX (needs decar's onnx extra)."""
+    try:
+        from decar.integrations.onnx import export_onnx as export
+    except ImportError as err:
+        _fail(RuntimeError(f"ONNX export is unavailable ({err}); install it with: pip install 'decar\\[onnx]'"))
+    try:
+        path = export(checkpoint, output, opset=opset)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(f"wrote {path}")
+
+
 @config_app.command("default")
 def config_default() -> None:
     """Print the default config (the paper's DECAR v1 settings) as YAML."""

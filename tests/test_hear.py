@@ -86,10 +86,10 @@ def test_a_clip_gets_the_same_embeddings_alone_and_in_a_batch(model: hear.HearMo
     batch_scene = hear.get_scene_embeddings(audio, model)
     for i in range(len(audio)):
         frames, times = hear.get_timestamp_embeddings(audio[i : i + 1], model)
-        torch.testing.assert_close(frames[0], batch_frames[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(frames[0], batch_frames[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(times[0], batch_times[i])
         scene = hear.get_scene_embeddings(audio[i : i + 1], model)
-        torch.testing.assert_close(scene[0], batch_scene[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(scene[0], batch_scene[i], atol=1e-4, rtol=1e-4)
 
 
 def test_embeddings_are_deterministic(model: hear.HearModel) -> None:

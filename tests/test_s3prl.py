@@ -91,7 +91,7 @@ def test_batched_frames_equal_frames_alone(
 ) -> None:
     for row, wav in zip(hidden, wavs, strict=True):
         single = alone(expert, wav)
-        torch.testing.assert_close(row[: len(single)], single, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(row[: len(single)], single, atol=1e-4, rtol=1e-4)
 
 
 def test_frozen_even_when_s3prl_asks_for_training(

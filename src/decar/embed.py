@@ -49,10 +49,26 @@ class AudioEncoder(nn.Module):
         frame_hop_ms: milliseconds between consecutive frame embeddings.
         window_frames: log-mel frames per window (a multiple of the encoder's frame stride).
         config: the resolved training config the checkpoint carried.
+        precision: "fp32", or "bf16" for bfloat16 autocast of the encoder (faster on CPUs with bf16 units
+            and on GPUs; embeddings are still returned as float32).
+        channels_last: run the encoder in channels-last memory format (faster for convolutions on CPU).
     """
 
-    def __init__(self, frontend: LogMelSpectrogram, encoder: nn.Module, config: DecarConfig) -> None:
+    def __init__(
+        self,
+        frontend: LogMelSpectrogram,
+        encoder: nn.Module,
+        config: DecarConfig,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+        self.channels_last = channels_last
+        if channels_last:
+            encoder = encoder.to(memory_format=torch.channels_last)
         self.frontend = frontend
         self.encoder = encoder
         self.config = config
@@ -62,7 +78,7 @@ class AudioEncoder(nn.Module):
         self.frame_stride = int(encoder.frame_stride)
         self.frame_hop_ms = 1000.0 * fe.hop_length * self.frame_stride / fe.sample_rate
         crop_frames = fe.frames(round(config.data.crop_seconds * fe.sample_rate))
-        self.window_frames = max(self.frame_stride, crop_frames // self.frame_stride * self.frame_stride)
+        self.window_frames = -(-crop_frames // self.frame_stride) * self.frame_stride  # crop rounded up to strides
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) float waveforms at `sample_rate` → (B, embed_dim); no windowing (one crop each)."""
@@ -83,7 +99,8 @@ class AudioEncoder(nn.Module):
         sums = np.zeros((len(clips), self.embed_dim), dtype=np.float64)
         weights = np.zeros(len(clips), dtype=np.float64)
         for group, logmel in self._batches(clips, windows, batch_size):
-            embeddings = self.encoder(logmel).float().cpu().numpy()
+            with self._autocast(logmel.device):
+                embeddings = self.encoder(logmel).float().cpu().numpy()
             for window, embedding in zip(group, embeddings, strict=True):
                 sums[window.clip] += window.frames * embedding
                 weights[window.clip] += window.frames
@@ -103,7 +120,8 @@ class AudioEncoder(nn.Module):
         windows = self._windows(clips)
         per_clip: list[list[tuple[int, np.ndarray]]] = [[] for _ in clips]
         for group, logmel in self._batches(clips, windows, batch_size):
-            frames = self.encoder.forward_frames(logmel).float().cpu().numpy()
+            with self._autocast(logmel.device):
+                frames = self.encoder.forward_frames(logmel).float().cpu().numpy()
             for window, sequence in zip(group, frames, strict=True):
                 count = -(-window.frames // self.frame_stride)
                 per_clip[window.clip].append((window.first_frame, sequence[:count]))
@@ -123,6 +141,9 @@ class AudioEncoder(nn.Module):
         return embeddings, timestamps
 
     # ----------------------------------------------------------------------------------------------- helpers
+    def _autocast(self, device: torch.device) -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def _frame_times_ms(self, count: int) -> np.ndarray:
         """Centre of output frame j: the middle of log-mel frames [j*stride, (j+1)*stride)."""
         fe = self.config.frontend
@@ -157,13 +178,20 @@ class AudioEncoder(nn.Module):
         return clips
 
     def _windows(self, clips: list[np.ndarray]) -> list[Window]:
-        """Cut each clip into windows of `window_frames` log-mel frames (the last one shorter)."""
+        """Cut each clip into windows of `window_frames` log-mel frames.
+
+        The last window takes what remains: between half and one and a half windows (or the whole clip), so a
+        clip as long as the training crops is embedded in one piece, as the encoder was trained.
+        """
         fe = self.config.frontend
         windows = []
         for index, clip in enumerate(clips):
             total = fe.frames(len(clip))
-            for first in range(0, total, self.window_frames):
-                frames = min(self.window_frames, total - first)
+            starts = list(range(0, total, self.window_frames))
+            if len(starts) > 1 and total - starts[-1] < self.window_frames // 2:
+                starts.pop()  # a short tail joins the window before it rather than being embedded alone
+            for k, first in enumerate(starts):
+                frames = (starts[k + 1] if k + 1 < len(starts) else total) - first
                 start = first * fe.hop_length
                 if fe.center:  # frame i is centred on sample i * hop: the window needs half a window each side
                     stop = start + (frames - 1) * fe.hop_length + 1
@@ -182,7 +210,10 @@ class AudioEncoder(nn.Module):
             for k in range(0, len(group), batch_size):
                 chunk = group[k : k + batch_size]
                 logmels = [self._window_logmel(clips[w.clip], w)[:, :, :frames] for w in chunk]
-                yield chunk, torch.cat(logmels).to(device)
+                logmel = torch.cat(logmels).to(device)
+                if self.channels_last:
+                    logmel = logmel.contiguous(memory_format=torch.channels_last)
+                yield chunk, logmel
 
     def _window_logmel(self, clip: np.ndarray, window: Window) -> torch.Tensor:
         fe = self.config.frontend
@@ -198,7 +229,12 @@ class AudioEncoder(nn.Module):
         return self.frontend(segment)
 
 
-def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> AudioEncoder:
+def load(
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> AudioEncoder:
     """Rebuild encoder and frontend from a checkpoint (`checkpoint.pt` or `encoder.safetensors`) alone.
 
     Nothing is executed from the file (weights-only / safetensors) and nothing is downloaded.
@@ -206,6 +242,8 @@ def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> 
     Args:
         path: checkpoint file; None means the pretrained model bundled with decar.
         device: where the model runs.
+        precision: "fp32" or "bf16" (bfloat16 autocast of the encoder).
+        channels_last: channels-last memory format for the encoder (faster convolutions on CPU).
 
     Example:
         >>> model = decar.load("runs/tiny/checkpoint.pt")
@@ -224,4 +262,4 @@ def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> 
     frontend.set_norm_stats(stats["mean"], stats["std"])
     encoder = create_model(config.model.name, **config.model.kwargs)
     encoder.load_state_dict(clean_state_dict(checkpoint["encoder"]))
-    return AudioEncoder(frontend, encoder, config).to(device).eval()
+    return AudioEncoder(frontend, encoder, config, precision, channels_last).to(device).eval()

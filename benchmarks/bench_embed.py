@@ -52,13 +52,13 @@ PAPER_OVERRIDES = ["data.crop_seconds=10.0", "frontend.l2_normalize_waveform=tru
 
 @contextlib.contextmanager
 def variant(model: AudioEncoder, channels_last: bool, bf16: bool) -> Iterator[None]:
-    """Run the block with the encoder in channels_last and/or under CPU bf16 autocast, then restore it."""
-    if channels_last:
-        model.encoder.to(memory_format=torch.channels_last)
+    """Run the block with the model's channels_last / bf16 options (as `decar.load` sets them), then restore."""
+    model.channels_last, model.precision = channels_last, "bf16" if bf16 else "fp32"
+    model.encoder.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            yield
+        yield
     finally:
+        model.channels_last, model.precision = False, "fp32"
         model.encoder.to(memory_format=torch.contiguous_format)
 
 

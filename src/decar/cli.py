@@ -118,9 +118,13 @@ def embed(
     frames: Annotated[
         bool, typer.Option(help="Frame embeddings with timestamps (.npz) instead of clip embeddings (.npy).")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass (several files share one).")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass (several files share one).")] = 8,
     overwrite: Annotated[bool, typer.Option(help="Recompute existing outputs, even another model's.")] = False,
     device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 autocast (faster on GPUs and CPUs with bf16 units; cosine > 0.99).")
+    ] = "fp32",
+    channels_last: Annotated[bool, typer.Option(help="Channels-last convolutions (faster on CPU).")] = True,
 ) -> None:
     """Embed audio files to one output each, listed in OUT/manifest.csv.
 
@@ -132,7 +136,7 @@ def embed(
     from decar.extract import extract_embeddings
 
     try:
-        encoder = decar.load(model, device=device)
+        encoder = decar.load(model, device=device, precision=precision, channels_last=channels_last)
         extract_embeddings(inputs, out, encoder, frames=frames, batch_size=batch_size, overwrite=overwrite)
     except NoBundledModelError:
         _fail(

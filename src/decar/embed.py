@@ -86,7 +86,7 @@ class AudioEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------ public API
     @torch.inference_mode()
-    def embed(self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
+    def embed(self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 8) -> np.ndarray:
         """Clip embeddings, float32 (B, embed_dim), for audio of any length and sample rate.
 
         Args:
@@ -108,7 +108,7 @@ class AudioEncoder(nn.Module):
 
     @torch.inference_mode()
     def embed_frames(
-        self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 16
+        self, audio: AudioInput, sample_rate: int | None = None, batch_size: int = 8
     ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
         """Frame embeddings every `frame_hop_ms` and their timestamps (ms at frame centres).
 

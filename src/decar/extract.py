@@ -361,7 +361,7 @@ def extract_embeddings(
     out_dir: Path,
     model: AudioEncoder,
     frames: bool = False,
-    batch_size: int = 16,
+    batch_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
 ) -> ExtractionSummary:

@@ -28,7 +28,7 @@ class HearModel(nn.Module):
         batch_size: encoder windows per forward pass; bounds memory on long clips.
     """
 
-    def __init__(self, encoder: AudioEncoder, batch_size: int = 16) -> None:
+    def __init__(self, encoder: AudioEncoder, batch_size: int = 8) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -39,7 +39,7 @@ class HearModel(nn.Module):
         self.batch_size = batch_size
 
 
-def load_model(model_file_path: str | None = "", device: str | None = None, batch_size: int = 16) -> HearModel:
+def load_model(model_file_path: str | None = "", device: str | None = None, batch_size: int = 8) -> HearModel:
     """Load a decar checkpoint as a HEAR model (in eval mode).
 
     hear-eval-kit passes its ``--model-options`` JSON as keyword arguments, so ``{"batch_size": 64}`` works.

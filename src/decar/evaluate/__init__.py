@@ -1,0 +1,1 @@
+"""Downstream evaluation: tasks (standard corpora, HEAR folders, manifests), probes, baselines, reports."""

@@ -8,16 +8,15 @@ metadata header carries the config and normalisation statistics as JSON.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
 import decar
+from decar._io import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 FORMAT_NAME = "decar-checkpoint"
 FORMAT_VERSION = 1
@@ -25,28 +24,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A file that is not a usable decar checkpoint; the message names the file and the reason."""
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through `write(tmp_path)` into a temp file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def git_sha() -> str | None:
@@ -74,7 +51,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         "git_sha": git_sha(),
         **state,
     }
-    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -109,7 +86,7 @@ def export_encoder(path: str | Path, checkpoint: dict[str, Any]) -> None:
         "epoch": str(checkpoint.get("epoch", -1)),
     }
     tensors = {k: v.contiguous() for k, v in checkpoint["encoder"].items()}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def _load_safetensors(path: Path) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class DecarConfig:
         return dataclass_from_dict(cls, data)
 
     def to_yaml(self, path: str | Path) -> None:
-        from decar.checkpoint import atomic_write_text
+        from decar._io import atomic_write_text
 
         atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 

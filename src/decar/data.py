@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from decar._io import atomic_write_bytes
 from decar.audio import AudioError, audio_info, load_audio
 from decar.augment import SpecAugment, SpecAugmentConfig
-from decar.checkpoint import atomic_write_bytes
 from decar.frontend import FrontendConfig, LogMelSpectrogram
 
 log = logging.getLogger(__name__)

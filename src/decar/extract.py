@@ -30,13 +30,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -45,6 +43,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from decar._io import atomic_write
 from decar.audio import AudioError, list_audio_files, load_audio
 from decar.embed import AudioEncoder
 
@@ -202,26 +201,13 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
         return {row["output"]: row for row in reader}
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through `write(handle)` into a temp file next to `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows.values())
     data = text.getvalue().encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def _load(job: _Job, sample_rate: int) -> _Loaded:
@@ -321,9 +307,9 @@ class _Extractor:
     def _write(self, item: _Loaded, arrays: dict[str, np.ndarray]) -> None:
         target = self.out_dir / item.job.output
         if self.frames:
-            _atomic_write(target, lambda handle: np.savez(handle, **arrays))
+            atomic_write(target, lambda handle: np.savez(handle, **arrays))
         else:
-            _atomic_write(target, lambda handle: np.save(handle, arrays["embedding"]))
+            atomic_write(target, lambda handle: np.save(handle, arrays["embedding"]))
         duration = len(item.clip) / self.model.sample_rate
         self.summary.audio_seconds += duration
         self._record(item.job, OK, duration, "x".join(map(str, arrays["embedding"].shape)))

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from decar.checkpoint import atomic_write_bytes
+from decar._io import atomic_write_bytes
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> None:

@@ -23,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from decar import dist
+from decar._io import atomic_write_text
 from decar.audio import list_audio_files
-from decar.checkpoint import atomic_write_text, export_encoder, load_checkpoint, save_checkpoint
+from decar.checkpoint import export_encoder, load_checkpoint, save_checkpoint
 from decar.cluster import balanced_cluster_indices, cluster_size_stats, kmeans, nmi, pca_whiten
 from decar.config import DecarConfig
 from decar.data import AudioCrops, Batch, BatchCollator, scan_files, step_seed, worker_init

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import decar
-from decar.checkpoint import atomic_write_bytes
+from decar._io import atomic_write_bytes
 from decar.embed import AudioEncoder
 
 if TYPE_CHECKING:

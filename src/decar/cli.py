@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -192,8 +193,6 @@ def config_show(
 
 
 def _is_rank_zero() -> bool:
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,6 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Non
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

@@ -8,6 +8,7 @@ samples drawn uniformly over non-empty clusters. Runs in one process or under to
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -545,8 +546,6 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(data: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(data, default=str)
 
 

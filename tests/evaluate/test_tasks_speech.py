@@ -15,8 +15,9 @@ import pytest
 import soundfile as sf
 
 from decar.evaluate.tasks import Task, TaskError, load_task
+from decar.evaluate.tasks._common import hash_split
 from decar.evaluate.tasks.iemocap import iemocap_4
-from decar.evaluate.tasks.librispeech import hash_split, librispeech100_speaker
+from decar.evaluate.tasks.librispeech import librispeech100_speaker
 from decar.evaluate.tasks.manifest import load_manifest
 from decar.evaluate.tasks.speech_commands import (
     COMMANDS,

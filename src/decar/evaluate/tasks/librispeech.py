@@ -9,45 +9,15 @@ counted in ``Task.metadata["dropped_speakers"]``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
+from decar.evaluate.tasks._common import hash_split
 from decar.evaluate.tasks.base import Clip, Task, TaskError, register_task
 
 TASK = "librispeech100_speaker"
 SUBSET = "train-clean-100"
-VALID_FRACTION = 0.1
-TEST_FRACTION = 0.1
-
-
-def hash_split(
-    keys: Iterable[str], valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
-) -> dict[str, str]:
-    """Assign keys to train/valid/test deterministically, with no random state.
-
-    Keys are ordered by the SHA-1 of their text, then the last ``round(n * test_fraction)`` go to test and the
-    ``round(n * valid_fraction)`` before them to valid (each at least 1 when there are 3 or more keys; fewer keys all
-    go to train). The order, unlike Python's ``hash``, is the same in every process and on every machine.
-
-    Args:
-        keys: distinct names (utterances, sessions, speakers).
-        valid_fraction: share of keys for validation.
-        test_fraction: share of keys for test.
-
-    Returns:
-        key -> "train", "valid" or "test".
-    """
-    ordered = sorted(set(keys), key=lambda k: (hashlib.sha1(k.encode("utf-8")).hexdigest(), k))
-    n = len(ordered)
-    n_valid = max(1, int(n * valid_fraction + 0.5)) if n >= 3 else 0
-    n_test = max(1, int(n * test_fraction + 0.5)) if n >= 3 else 0
-    n_train = n - n_valid - n_test
-    return {
-        key: "train" if i < n_train else "valid" if i < n_train + n_valid else "test" for i, key in enumerate(ordered)
-    }
 
 
 def _subset_folder(root: Path) -> Path:

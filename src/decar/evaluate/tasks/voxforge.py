@@ -16,8 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from decar.evaluate.tasks._common import hash_split
 from decar.evaluate.tasks.base import Clip, Task, TaskError, register_task
-from decar.evaluate.tasks.librispeech import hash_split
 
 TASK = "voxforge_lid"
 _SESSION = re.compile(r"(?P<speaker>.+)-\d{8}-[^-]+")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from decar.evaluate.tasks.base import Clip, Split, Task, TaskError, get_loader, list_tasks, register_task
+from decar.evaluate.tasks import base
+from decar.evaluate.tasks.base import Clip, Split, Task, TaskError, get_loader, register_task
 
 _LOADER_MODULES = (
     "speech_commands",
@@ -33,6 +34,12 @@ def _register_builtin_loaders() -> None:
                 raise
 
 
+def list_tasks() -> list[str]:
+    """Names of the built-in corpus loaders, for `NAME:ROOT` task specs."""
+    _register_builtin_loaders()
+    return base.list_tasks()
+
+
 def load_task(spec: str | Path) -> Task:
     """Read a task.
 
@@ -40,7 +47,6 @@ def load_task(spec: str | Path) -> Task:
         spec: `NAME:ROOT` for a built-in corpus in its standard layout (see `list_tasks()`), a HEAR task folder
             (holding task_metadata.json), or a manifest file (.csv or .jsonl: path, label, split or fold).
     """
-    _register_builtin_loaders()
     text = str(spec)
     name, sep, root = text.partition(":")
     if sep and name in list_tasks():

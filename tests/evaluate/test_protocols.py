@@ -1,0 +1,305 @@
+"""Probes and fine-tuning: they learn what is learnable, not what is not, and never select on test labels."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+import decar
+from decar.evaluate.metrics import score
+from decar.evaluate.protocols import (
+    PROTOCOLS,
+    Probe,
+    ProbeConfig,
+    finetune,
+    fit_paper_protocol,
+    fit_probe,
+    run_seeds,
+    score_probe,
+)
+from decar.testing import synthetic_clip, write_random_checkpoint
+
+C, D = 5, 64
+FAST = ProbeConfig(epochs=60, patience=10, batch_size=64)
+"""Enough for the tiny sets below; keeps the file fast on a shared CPU."""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def gaussian_classes(n_per_class: int, spread: float, seed: int, means_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """C Gaussian classes in D dimensions around fixed random means (`spread` = noise std per dimension)."""
+    means = np.random.default_rng(means_seed).normal(0, 1, (C, D))
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(C), n_per_class)
+    return (means[y] + rng.normal(0, spread, (len(y), D))).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def separable() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Means ~11 noise stds apart: linearly separable with margin."""
+    return {
+        "train": gaussian_classes(40, 1.0, 1),
+        "valid": gaussian_classes(20, 1.0, 2),
+        "test": gaussian_classes(40, 1.0, 3),
+    }
+
+
+@pytest.fixture(scope="module")
+def overlapping() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Overlapping classes (test accuracy about 0.75): selection choices show in the test score."""
+    return {
+        "train": gaussian_classes(30, 3.0, 4),
+        "valid": gaussian_classes(20, 3.0, 5),
+        "test": gaussian_classes(60, 3.0, 6),
+    }
+
+
+def fit(data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0, config: ProbeConfig | None = FAST) -> Probe:
+    """A linear probe on a dataset dict, the test labels left out."""
+    return fit_probe("linear", data["train"], data["valid"], data["test"][0], C, False, seed, config)
+
+
+# ------------------------------------------------------------------------------------------- learning at all
+def test_linear_probe_separates_gaussian_classes(separable: dict) -> None:
+    result = score_probe(fit(separable, config=None), separable["test"][1])
+    assert result.test_metrics["top1_acc"] >= 0.95
+    assert result.selection == "valid"
+    assert result.test_scores.shape == (len(separable["test"][1]), C)
+    assert result.test_scores.dtype == np.float32
+    np.testing.assert_allclose(result.test_scores.sum(axis=1), 1.0, rtol=1e-5)  # softmax probabilities
+    assert result.hyperparameters["protocol"] == "linear"
+
+
+def test_shuffled_labels_stay_near_chance() -> None:
+    # Labels independent of the embeddings: the test labels are a random permutation of a balanced vector,
+    # independent of the probe, so accuracy has mean exactly 1/C and std <= sqrt(0.2 * 0.8 / 1000) = 0.013;
+    # 0.05 is about four standard deviations.
+    rng = np.random.default_rng(7)
+    parts = [gaussian_classes(n, 1.0, seed) for n, seed in ((40, 1), (20, 2), (200, 3))]
+    train, valid, test = [(x, rng.permutation(y)) for x, y in parts]
+    result = score_probe(fit_probe("linear", train, valid, test[0], C, False, 0, FAST), test[1])
+    assert result.test_metrics["top1_acc"] <= 1 / C + 0.05
+
+
+def test_multilabel_probe_beats_the_label_prior() -> None:
+    rng = np.random.default_rng(8)
+    directions = rng.normal(size=(D, 4))
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, D)).astype(np.float32)
+        return x, (x @ directions > 4.0).astype(np.float32)  # about 20 % positives per label
+
+    train, valid, test = make(300), make(100), make(200)
+    probe = fit_probe("linear", train, valid, test[0], 4, True, 0, FAST)
+    result = score_probe(probe, test[1])
+    prior = float(test[1].mean())  # the mAP of uninformative scores
+    assert prior < 0.35
+    assert result.test_metrics["mAP"] > 0.8
+    assert result.test_metrics["roc_auc"] > 0.9
+    assert set(result.valid_metrics) == {"mAP", "d_prime", "roc_auc"}
+    assert ((result.test_scores >= 0) & (result.test_scores <= 1)).all()  # sigmoids
+
+
+# ---------------------------------------------------------------------------------------------- selection
+def test_early_stopping_keeps_the_best_valid_epoch() -> None:
+    # No signal: validation does not improve for long, so training stops `patience` epochs after its best.
+    rng = np.random.default_rng(9)
+    train, valid, test = [(x, rng.permutation(y)) for x, y in (gaussian_classes(20, 1.0, s) for s in (1, 2, 3))]
+    config = ProbeConfig(epochs=200, patience=5, batch_size=32)
+    probe = fit_probe("linear", train, valid, test[0], C, False, 0, config)
+    assert probe.selected_epoch < config.epochs
+    assert len(probe.history) == probe.selected_epoch + config.patience
+    ranks = [(h["valid_top1_acc"], -h["valid_loss"]) for h in probe.history]
+    assert probe.selected_epoch == 1 + max(range(len(ranks)), key=ranks.__getitem__)
+    assert probe.valid_metrics["top1_acc"] == pytest.approx(probe.history[probe.selected_epoch - 1]["valid_top1_acc"])
+
+
+def test_fit_probe_cannot_see_test_labels() -> None:
+    parameters = inspect.signature(fit_probe).parameters
+    assert "test_labels" not in parameters
+    assert set(parameters) == {
+        "protocol", "train", "valid", "test_embeddings", "num_classes", "multilabel", "seed", "config",
+    }  # fmt: skip
+    assert list(inspect.signature(score_probe).parameters) == ["probe", "test_labels"]  # the one reader
+
+
+def test_permuting_test_embeddings_only_permutes_the_outputs(overlapping: dict) -> None:
+    probe = fit(overlapping)
+    permutation = np.random.default_rng(10).permutation(len(overlapping["test"][0]))
+    shuffled = {**overlapping, "test": (overlapping["test"][0][permutation], overlapping["test"][1])}
+    other = fit(shuffled)
+    np.testing.assert_allclose(other.test_scores, probe.test_scores[permutation], rtol=0, atol=1e-6)
+    assert other.selected_epoch == probe.selected_epoch
+    assert other.valid_metrics == probe.valid_metrics
+    assert other.history == probe.history
+
+
+def test_standardisation_is_fitted_on_train_only(overlapping: dict) -> None:
+    probe = fit(overlapping)
+    x_train = overlapping["train"][0]
+    np.testing.assert_allclose(probe.mean, x_train.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(probe.scale, x_train.std(axis=0), rtol=1e-5)
+    # A shift of the test embeddings is not absorbed by any test statistics: it moves the predictions exactly as
+    # the train-fitted transform says, and changes nothing else.
+    shifted_test = overlapping["test"][0] + 3.0
+    shifted = fit({**overlapping, "test": (shifted_test, overlapping["test"][1])})
+    np.testing.assert_allclose(shifted.test_scores, probe.predict(shifted_test), atol=1e-6)
+    assert not np.allclose(shifted.test_scores, probe.test_scores, atol=1e-3)
+    assert shifted.selected_epoch == probe.selected_epoch
+    assert fit(overlapping, config=PROTOCOLS["paper"].base).mean is None  # raw embeddings when disabled
+
+
+def test_same_seed_same_scores_other_seed_other_scores(overlapping: dict) -> None:
+    state = torch.get_rng_state()
+    first, again, other = fit(overlapping, seed=0), fit(overlapping, seed=0), fit(overlapping, seed=1)
+    np.testing.assert_array_equal(first.test_scores, again.test_scores)
+    assert first.history == again.history
+    assert not np.array_equal(first.test_scores, other.test_scores)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
+
+
+def test_mlp_grid_is_chosen_on_validation() -> None:
+    # XOR of the first two dimensions (plus noise dimensions): no linear probe beats chance, an MLP does.
+    rng = np.random.default_rng(11)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(-1, 1, (n, 8)).astype(np.float32)
+        return x, ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
+
+    train, valid, test = make(400), make(200), make(200)
+    probe = fit_probe("mlp", train, valid, test[0], 2, False, 0, ProbeConfig(epochs=40, patience=10, batch_size=64))
+    grid = probe.hyperparameters["grid"]
+    assert [(g["hidden"], g["lr"]) for g in grid] == [([], 1e-3), ([], 1e-4), ([1024], 1e-3), ([1024], 1e-4)]
+    best = max(grid, key=lambda g: g["valid_top1_acc"])
+    assert (probe.hyperparameters["hidden"], probe.hyperparameters["lr"]) == (best["hidden"], best["lr"])
+    assert probe.hyperparameters["hidden"] == [1024]
+    assert probe.selected_epoch == best["epoch"]
+    assert probe.valid_metrics["top1_acc"] == pytest.approx(best["valid_top1_acc"])
+    assert score_probe(probe, test[1]).test_metrics["top1_acc"] > 0.85
+
+
+# -------------------------------------------------------------------------------------------- paper protocol
+def test_paper_protocol_is_labelled_test_selected_and_optimistic(overlapping: dict) -> None:
+    train, test = overlapping["train"], overlapping["test"]
+    paper = fit_paper_protocol(train, test, C, False, seed=0)
+    assert paper.selection == "test"
+    assert paper.valid_metrics == {}
+    accuracies = [h["test_top1_acc"] for h in paper.history]
+    assert len(accuracies) == PROTOCOLS["paper"].base.epochs  # no early stopping
+    assert paper.test_metrics["top1_acc"] == pytest.approx(max(accuracies))
+    # The same training run (same seed and recipe) selected on validation instead: test-selection can only win.
+    honest = score_probe(fit(overlapping, config=PROTOCOLS["paper"].base), test[1])
+    shared = len(honest.history)
+    assert [h["train_loss"] for h in honest.history] == [h["train_loss"] for h in paper.history[:shared]]
+    assert paper.test_metrics["top1_acc"] >= honest.test_metrics["top1_acc"]
+    assert all(r.selection == "test" for r in run_seeds("paper", train, overlapping["valid"], *test, C, False, [0, 1]))
+
+
+def test_run_seeds_gives_one_scored_result_per_seed(overlapping: dict) -> None:
+    results = run_seeds(
+        "linear", overlapping["train"], overlapping["valid"], *overlapping["test"], C, False, [0, 1], FAST
+    )
+    assert len(results) == 2
+    assert not np.array_equal(results[0].test_scores, results[1].test_scores)
+    for result in results:
+        assert result.test_metrics == score(overlapping["test"][1], result.test_scores, False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"protocol": "paper"}, "fit_paper_protocol"),
+        ({"protocol": "finetune"}, "finetune"),
+        ({"protocol": "knn"}, "unknown protocol"),
+        ({"num_classes": 3}, r"\[0, 3\)"),
+        ({"test_embeddings": np.zeros((4, D + 1))}, "dimensions"),
+        ({"multilabel": True}, "0/1 matrix"),
+    ],
+)
+def test_fit_probe_rejects_bad_inputs(separable: dict, kwargs: dict, message: str) -> None:
+    arguments = {
+        "protocol": "linear", "train": separable["train"], "valid": separable["valid"],
+        "test_embeddings": separable["test"][0], "num_classes": C, "multilabel": False, "seed": 0, **kwargs,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        fit_probe(**arguments)
+
+
+def test_probe_config_validates() -> None:
+    with pytest.raises(ValueError, match="optimizer"):
+        ProbeConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="dropout"):
+        ProbeConfig(dropout=1.0)
+    assert ProbeConfig(hidden=[64]).hidden == (64,)  # lists from JSON/YAML
+
+
+# ----------------------------------------------------------------------------------------------- finetuning
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> decar.AudioEncoder:
+    return decar.load(write_random_checkpoint(tmp_path_factory.mktemp("ft") / "checkpoint.pt"))
+
+
+def clips(count: int, seconds: float, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """An easy two-class task: pure tones against high-band noise."""
+    rng = np.random.default_rng(seed)
+    waves = [synthetic_clip(kind, seconds, 16000, rng) for _ in range(count) for kind in ("tone", "noise_high")]
+    return waves, np.tile([0, 1], count)
+
+
+def test_finetune_learns_and_leaves_the_model_alone(encoder: decar.AudioEncoder) -> None:
+    before = {name: value.clone() for name, value in encoder.state_dict().items()}
+    config = ProbeConfig(epochs=8, patience=8, lr=1e-2, batch_size=8)
+    tuned = finetune(encoder, clips(8, 0.5, 0), clips(4, 0.5, 1), 2, False, 0, config, encoder_lr=1e-3)
+
+    losses = [h["train_loss"] for h in tuned.history]
+    assert losses[-1] < losses[0]
+    test_waves, test_labels = clips(8, 0.5, 2)
+    scores = tuned.predict(test_waves)
+    assert scores.shape == (16, 2)
+    assert score(test_labels, scores, False)["top1_acc"] >= 0.75  # chance: 0.5 (P(>= 12 of 16) = 4 %)
+    assert tuned.selection == "valid"
+    assert tuned.hyperparameters["encoder_lr"] == 1e-3
+
+    after = encoder.state_dict()
+    assert all(torch.equal(value, after[name]) for name, value in before.items())
+    assert not encoder.training
+    assert any(not torch.equal(value, tuned.encoder.state_dict()[name]) for name, value in before.items())
+
+
+def test_finetune_crops_long_clips_and_trains_batchnorm(encoder: decar.AudioEncoder) -> None:
+    seen: list[tuple[bool, int, int]] = []  # (train mode, windows, log-mel frames per window) of each encoder call
+    handle = encoder.encoder.register_forward_pre_hook(
+        lambda module, args: seen.append((module.training, args[0].shape[0], args[0].shape[-2]))
+    )
+    try:  # the hook travels into finetune's deep copy
+        tuned = finetune(
+            encoder,
+            clips(2, 2.0, 3),
+            clips(1, 2.0, 4),
+            2,
+            False,
+            0,
+            ProbeConfig(epochs=1, batch_size=4),
+            max_seconds=0.3,
+        )
+    finally:
+        handle.remove()
+    fe = encoder.config.frontend
+    training = [frames for train_mode, _, frames in seen if train_mode]
+    assert training and max(training) <= fe.frames(round(0.3 * fe.sample_rate))  # random 0.3 s crops
+    evaluation = sum(windows * frames for train_mode, windows, frames in seen if not train_mode)
+    assert evaluation == 2 * 2 * fe.frames(2 * fe.sample_rate)  # 2 validations of two whole 2 s clips
+    assert not tuned.encoder.training
+
+
+def test_finetune_is_deterministic_given_the_seed(encoder: decar.AudioEncoder) -> None:
+    config = ProbeConfig(epochs=2, batch_size=4)
+    train, valid = clips(2, 0.5, 5), clips(1, 0.5, 6)
+    first, again = (finetune(encoder, train, valid, 2, False, 7, config).predict(valid[0]) for _ in range(2))
+    np.testing.assert_array_equal(first, again)

@@ -168,6 +168,75 @@ def export_onnx(
     typer.echo(f"wrote {path}")
 
 
+MODEL_SPEC_HELP = (
+    "Model: a decar checkpoint (checkpoint.pt or encoder.safetensors); random:CKPT (same architecture, untrained "
+    "weights); logmel-stats (mean+std of log-mel frames, a baseline); byola:FILE.pth (BYOL-A AudioNTT2020 weights); "
+    "hear:MODULE[:FILE] (any HEAR API module)."
+)
+
+
+def _task_spec_help() -> str:
+    from decar.evaluate.tasks import list_tasks
+
+    return (
+        "Task (repeat for several): NAME:ROOT for a built-in corpus in its standard layout "
+        f"(NAME one of {', '.join(list_tasks())}); "
+        "a HEAR task folder (with task_metadata.json); or a manifest .csv/.jsonl (path,label,split|fold)."
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_SPEC_HELP)],
+    task: Annotated[list[str], typer.Option("--task", "-t", help=_task_spec_help())],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results folder: results.json, results.md, confusion_*.png.")
+    ],
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="linear or mlp probe on frozen embeddings, finetune (decar checkpoints), all selected on validation; "
+            "paper: the DECAR code's best-test-epoch protocol, reported as test-selected."
+        ),
+    ] = "linear",
+    seeds: Annotated[int, typer.Option(help="Probe seeds; results are mean ± std over them.")] = 3,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache folder, reused across runs and protocols.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where the model runs (and is fine-tuned): cpu, cuda, mps.")] = "cpu",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Evaluate a model on downstream tasks: embed once, fit a probe per seed, report mean ± std.
+
+    Model selection uses each task's validation split (k-fold: the next fold). Clips that fail to decode are
+    listed in the results and left out; they never stop the run. Compare runs with `decar compare`.
+    """
+    from decar.evaluate.runner import evaluate
+
+    _setup_logging(verbose)
+    try:
+        evaluate(model, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
+    except USER_ERRORS as err:  # TaskError is a ValueError
+        _fail(err)
+
+
+@app.command("compare")
+def compare_command(
+    results: Annotated[list[Path], typer.Argument(help="Results folders of `decar evaluate` (each has results.json).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write compare.md and compare.png (grouped bars) here.")
+    ] = None,
+) -> None:
+    """Side-by-side table of evaluated models × tasks (mean ± std over seeds, plus an Average column)."""
+    from decar.evaluate.report import compare
+
+    try:
+        text = compare(results, out)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(text)
+
+
 @config_app.command("default")
 def config_default() -> None:
     """Print the default config (the paper's DECAR v1 settings) as YAML."""

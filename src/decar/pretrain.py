@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,8 +488,13 @@ class Trainer:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(module: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> None:
-    """Replace BatchNorm running statistics by their plain average over `inputs` (train-mode forwards)."""
+def recalibrate_batchnorm(
+    module: torch.nn.Module, inputs: Iterable[Any], forward: Callable[[Any], object] | None = None
+) -> None:
+    """Replace BatchNorm running statistics by their plain average over `inputs` (train-mode forwards).
+
+    `forward(x)` runs one input through `module` (default: `module(x)`), for modules fed other than by a tensor.
+    """
     norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -498,7 +503,7 @@ def recalibrate_batchnorm(module: torch.nn.Module, inputs: Iterable[torch.Tensor
     was_training = module.training
     module.train()
     for x in inputs:
-        module(x)
+        (forward or module)(x)
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     module.train(was_training)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import numpy as np
@@ -270,6 +271,18 @@ def test_finetune_learns_and_leaves_the_model_alone(encoder: decar.AudioEncoder)
     assert all(torch.equal(value, after[name]) for name, value in before.items())
     assert not encoder.training
     assert any(not torch.equal(value, tuned.encoder.state_dict()[name]) for name, value in before.items())
+
+
+def test_finetune_reestimates_stale_batchnorm_statistics(encoder: decar.AudioEncoder) -> None:
+    """An untrained encoder's running statistics are (0, 1): eval-mode predictions collapse unless re-estimated."""
+    stale = copy.deepcopy(encoder)
+    for module in stale.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+    config = ProbeConfig(epochs=8, patience=8, lr=1e-2, batch_size=8)
+    tuned = finetune(stale, clips(8, 0.5, 0), clips(4, 0.5, 1), 2, False, 0, config, encoder_lr=1e-3)
+    test_waves, test_labels = clips(8, 0.5, 2)
+    assert score(test_labels, tuned.predict(test_waves), False)["top1_acc"] >= 0.75  # chance: 0.5
 
 
 def test_finetune_crops_long_clips_and_trains_batchnorm(encoder: decar.AudioEncoder) -> None:

@@ -37,12 +37,15 @@ from torch import nn
 
 from decar.embed import AudioEncoder
 from decar.evaluate.metrics import PRIMARY_METRIC, mean_average_precision, score, top1_accuracy
+from decar.pretrain import recalibrate_batchnorm
 
 Selection = Literal["valid", "test"]
 Labelled = tuple[np.ndarray, np.ndarray]
 """(inputs, labels): labels are class indices (N,) for multiclass tasks, a 0/1 matrix (N, C) for multilabel."""
 
 PREDICT_CHUNK = 8192
+BN_CALIBRATION_BATCHES = 8
+"""Training batches used to re-estimate BatchNorm statistics after each fine-tuning epoch."""
 """Rows per forward pass when scoring embeddings (bounds memory for large test sets and wide MLPs)."""
 
 
@@ -431,6 +434,14 @@ def finetune(
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(batch)
+            # BatchNorm running statistics trail fast-moving weights (EfficientNet's momentum is 0.01): re-estimate
+            # them on training crops so that eval-mode validation sees the network as it now is.
+            calibration = [
+                [_random_crop(train_clips[i], max_samples, rng) for i in batch]
+                for batch in np.array_split(rng.permutation(len(train_clips)), steps)[:BN_CALIBRATION_BATCHES]
+            ]
+            with torch.no_grad():
+                recalibrate_batchnorm(encoder, calibration, forward=lambda clips: _clip_embeddings(encoder, clips))
             valid_logits = _clip_logits(encoder, head, valid_clips)
             valid_loss = float(loss_fn(valid_logits, valid_targets))
             metric = _primary_metric(y_valid, _activate(valid_logits, multilabel).cpu().numpy(), multilabel)

@@ -56,6 +56,14 @@ def parse_int(task: str, path: Path, column: str, value: str) -> int:
         raise TaskError(f"{task}: {path} column {column!r} holds {value!r}, expected an integer") from None
 
 
+def one_based_fold(task: str, path: Path, file: str, value: str) -> int:
+    """The 1-based fold number `value` given to `file` in `path`, or a TaskError naming both."""
+    fold = parse_int(task, path, "fold", value)
+    if fold < 1:
+        raise TaskError(f"{task}: {path} gives {file} fold {fold}; folds are numbered from 1")
+    return fold
+
+
 def indexed_vocabulary(task: str, path: Path, pairs: Iterable[tuple[int, str]]) -> list[str]:
     """Class names ordered by their index, so class index = the corpus's own class id.
 

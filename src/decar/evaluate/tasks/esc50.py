@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decar.evaluate.tasks._common import indexed_vocabulary, parse_int, read_table, require_files
+from decar.evaluate.tasks._common import indexed_vocabulary, one_based_fold, parse_int, read_table, require_files
 from decar.evaluate.tasks.base import Clip, Task, TaskError, register_task
 
 META_FILE = Path("meta") / "esc50.csv"
@@ -31,9 +31,7 @@ def _load(root: Path, task: str, esc10_only: bool) -> Task:
     )
     clips: list[Clip] = []
     for row in rows:
-        fold = parse_int(task, meta, "fold", row["fold"])
-        if fold < 1:
-            raise TaskError(f"{task}: {meta} gives {row['filename']} fold {fold}; folds are numbered from 1")
+        fold = one_based_fold(task, meta, row["filename"], row["fold"])
         clips.append(Clip(root / "audio" / row["filename"], (row["category"],), fold=fold - 1))
     require_files(task, (clip.path for clip in clips), meta)
     clips.sort(key=lambda clip: clip.path)

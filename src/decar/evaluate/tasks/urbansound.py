@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decar.evaluate.tasks._common import indexed_vocabulary, parse_int, read_table, require_files
-from decar.evaluate.tasks.base import Clip, Task, TaskError, register_task
+from decar.evaluate.tasks._common import indexed_vocabulary, one_based_fold, parse_int, read_table, require_files
+from decar.evaluate.tasks.base import Clip, Task, register_task
 
 TASK = "urbansound8k"
 META_FILE = Path("metadata") / "UrbanSound8K.csv"
@@ -31,9 +31,7 @@ def urbansound8k(root: Path) -> Task:
     )
     clips: list[Clip] = []
     for row in rows:
-        fold = parse_int(TASK, meta, "fold", row["fold"])
-        if fold < 1:
-            raise TaskError(f"{TASK}: {meta} gives {row['slice_file_name']} fold {fold}; folds are numbered from 1")
+        fold = one_based_fold(TASK, meta, row["slice_file_name"], row["fold"])
         clips.append(Clip(root / "audio" / f"fold{fold}" / row["slice_file_name"], (row["class"],), fold=fold - 1))
     require_files(TASK, (clip.path for clip in clips), meta)
     clips.sort(key=lambda clip: (clip.fold, clip.path))

@@ -10,6 +10,7 @@ import torch
 
 import decar
 from decar.checkpoint import CheckpointError, export_encoder, load_checkpoint
+from decar.config import ConfigError
 from decar.evaluate.models import (
     BYOLA_WINDOW_SECONDS,
     LogMelStatsModel,
@@ -216,3 +217,25 @@ def test_fitted_models_need_training_audio(byola_weights: Path) -> None:
     model = load_eval_model(f"byola:{byola_weights}")
     with pytest.raises(ValueError, match="needs training audio"):
         model.prepare([])
+
+
+@pytest.mark.parametrize("config", ["decar.yaml", "audiontt.yaml"])
+def test_random_spec_from_a_config_fits_normalisation_and_batchnorm(config: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "configs" / config
+    model = load_eval_model(f"random:{path}")
+    assert model.audio_encoder is not None
+    frontend = model.audio_encoder.frontend
+    assert (float(frontend.norm_mean), float(frontend.norm_std)) == (0.0, 1.0)  # nothing fitted yet
+    model.prepare(clips(1, (0.4, 1.0, 2.0, 0.9)))
+    assert float(frontend.norm_mean) != 0.0 and float(frontend.norm_std) != 1.0
+    embeddings = model.embed(clips(0))
+    check_embeddings(embeddings, 3, model.embed_dim)
+    assert embeddings.std(axis=0).mean() > 1e-3
+    again = load_eval_model(f"random:{path}")
+    again.prepare(clips(1, (0.4, 1.0, 2.0, 0.9)))
+    np.testing.assert_allclose(again.embed(clips(0)), embeddings, rtol=1e-5, atol=1e-6)
+
+
+def test_random_spec_with_a_missing_config_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
+        load_eval_model(f"random:{tmp_path / 'missing.yaml'}")

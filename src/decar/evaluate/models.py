@@ -6,6 +6,9 @@
 - ``random:<checkpoint>``: the same architecture, frontend and statistics with randomly initialised weights
   (fixed seed), the floor any pretraining must clear. Its BatchNorm statistics are re-estimated on the task's
   training audio in `prepare`, since the running statistics of a fresh network make eval-mode features vanish.
+- ``random:<config.yaml>``: the architecture, frontend and window of a config (e.g. ``configs/decar.yaml``)
+  with random weights, for a floor without any checkpoint; with no dataset statistics to carry, the log-mel
+  mean and std are fitted on the task's training audio in `prepare`, as for BYOL-A.
 - ``logmel-stats``: per-mel-bin mean and standard deviation of the DECAR paper log-mel, a no-learning baseline.
 - ``byola:<weights.pth>``: a released BYOL-A encoder with BYOL-A's frontend. As in BYOL-A's own evaluation, the
   log-mel normalisation mean and std are computed from the task's training audio (`prepare`) and the clip
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 
 import decar
-from decar.config import DataConfig, DecarConfig, ModelConfig
+from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
 from decar.embed import AudioEncoder
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model, load_byola_weights
@@ -41,7 +44,7 @@ from decar.pretrain import recalibrate_batchnorm
 
 SPEC_FORMS = (
     "<checkpoint.pt | encoder.safetensors>",
-    "random:<checkpoint.pt | encoder.safetensors>",
+    "random:<checkpoint.pt | encoder.safetensors | config.yaml>",
     "logmel-stats",
     "byola:<weights.pth>",
     "hear:<python.module>[:<model file>]",
@@ -180,11 +183,18 @@ class RandomInitModel(_FittedEncoderModel):
 
     Crops are the encoder's window (its training crop), centred in each clip, zero-padded around short clips as
     BYOL-A pads its inputs. Dropout and stochastic depth are active during the train-mode passes, so they run
-    under a fixed seed: the same training audio always gives the same statistics.
+    under a fixed seed: the same training audio always gives the same statistics. Built from a config rather
+    than a checkpoint (`fit_norm_stats`), it first fits the log-mel normalisation on the training audio.
     """
+
+    def __init__(self, name: str, kind: str, audio_encoder: AudioEncoder, fit_norm_stats: bool = False) -> None:
+        super().__init__(name, kind, audio_encoder)
+        self.fit_norm_stats = fit_norm_stats
 
     def _fit(self, waveforms: list[np.ndarray]) -> None:
         encoder = self.audio_encoder
+        if self.fit_norm_stats:
+            _fit_norm_stats(encoder.frontend, waveforms, self.sample_rate)
         fe = encoder.config.frontend
         length = _samples_for_frames(fe, encoder.window_frames)
         chosen = np.unique(np.linspace(0, len(waveforms) - 1, min(len(waveforms), BN_CALIBRATION_CLIPS)).round())
@@ -205,18 +215,22 @@ class ByolaModel(_FittedEncoderModel):
     """BYOL-A; `prepare` computes the log-mel mean and std over the training audio, as BYOL-A's evaluation does."""
 
     def _fit(self, waveforms: list[np.ndarray]) -> None:
-        frontend = self.audio_encoder.frontend
-        chunk = round(NORM_STATS_CHUNK_SECONDS * self.sample_rate)
-        device = frontend.norm_mean.device
+        _fit_norm_stats(self.audio_encoder.frontend, waveforms, self.sample_rate)
 
-        def logmels() -> Iterator[torch.Tensor]:
-            for wave in waveforms:
-                for start in range(0, len(wave), chunk):
-                    piece = torch.from_numpy(np.ascontiguousarray(wave[start : start + chunk], dtype=np.float32))
-                    yield frontend(piece.to(device), normalize=False)
 
-        mean, std = compute_norm_stats(logmels())
-        frontend.set_norm_stats(mean, std)
+def _fit_norm_stats(frontend: LogMelSpectrogram, waveforms: list[np.ndarray], sample_rate: int) -> None:
+    """Set the frontend's normalisation to the log-mel mean and std of `waveforms`, in bounded pieces."""
+    chunk = round(NORM_STATS_CHUNK_SECONDS * sample_rate)
+    device = frontend.norm_mean.device
+
+    def logmels() -> Iterator[torch.Tensor]:
+        for wave in waveforms:
+            for start in range(0, len(wave), chunk):
+                piece = torch.from_numpy(np.ascontiguousarray(wave[start : start + chunk], dtype=np.float32))
+                yield frontend(piece.to(device), normalize=False)
+
+    mean, std = compute_norm_stats(logmels())
+    frontend.set_norm_stats(mean, std)
 
 
 class LogMelStatsModel(EvalModel):
@@ -346,14 +360,19 @@ def load_eval_model(spec: str, device: str = "cpu") -> EvalModel:
 
 
 def _random_init(path: Path, device: str) -> RandomInitModel:
-    """The checkpoint's architecture, frontend and statistics around freshly initialised weights."""
-    trained = decar.load(path, device="cpu")
-    config = trained.config
+    """A checkpoint's (or a YAML config's) architecture and frontend around freshly initialised weights."""
+    from_config = path.suffix in (".yaml", ".yml")
+    if from_config:
+        config = load_config(path)
+        frontend = LogMelSpectrogram(config.frontend)
+    else:
+        trained = decar.load(path, device="cpu")
+        config, frontend = trained.config, trained.frontend
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
         encoder = create_model(config.model.name, **config.model.kwargs)
-    audio_encoder = AudioEncoder(trained.frontend, encoder, config).to(device).eval()
-    return RandomInitModel(f"random-init ({config.model.name})", "random", audio_encoder)
+    audio_encoder = AudioEncoder(frontend, encoder, config).to(device).eval()
+    return RandomInitModel(f"random-init ({config.model.name})", "random", audio_encoder, fit_norm_stats=from_config)
 
 
 def _byola(path: Path, device: str) -> ByolaModel:

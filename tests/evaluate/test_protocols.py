@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import inspect
+import json
 
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 
 import decar
 from decar.evaluate.metrics import score
 from decar.evaluate.protocols import (
     PROTOCOLS,
+    KnnConfig,
+    LogisticConfig,
     Probe,
     ProbeConfig,
     finetune,
+    fit_logistic_regression,
     fit_paper_protocol,
     fit_probe,
     run_seeds,
@@ -26,6 +33,9 @@ from decar.testing import synthetic_clip, write_random_checkpoint
 C, D = 5, 64
 FAST = ProbeConfig(epochs=60, patience=10, batch_size=64)
 """Enough for the tiny sets below; keeps the file fast on a shared CPU."""
+FAST_MLP = ProbeConfig(epochs=40, patience=10, batch_size=64, dropout=0.1)
+FAST_CONFIGS: dict[str, ProbeConfig | None] = {"linear": None, "evar-linear": FAST, "hear-mlp": FAST_MLP, "knn": None}
+"""Every probe protocol, gradient-trained ones with short schedules."""
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +43,14 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def gaussian_classes(n_per_class: int, spread: float, seed: int, means_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """C Gaussian classes in D dimensions around fixed random means (`spread` = noise std per dimension)."""
-    means = np.random.default_rng(means_seed).normal(0, 1, (C, D))
+def gaussian_classes(
+    n_per_class: int, spread: float, seed: int, means_seed: int = 0, dim: int = D
+) -> tuple[np.ndarray, np.ndarray]:
+    """C Gaussian classes in `dim` dimensions around fixed random means (`spread` = noise std per dimension)."""
+    means = np.random.default_rng(means_seed).normal(0, 1, (C, dim))
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(C), n_per_class)
-    return (means[y] + rng.normal(0, spread, (len(y), D))).astype(np.float32), y
+    return (means[y] + rng.normal(0, spread, (len(y), dim))).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
@@ -61,34 +73,42 @@ def overlapping() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def fit(data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0, config: ProbeConfig | None = FAST) -> Probe:
-    """A linear probe on a dataset dict, the test labels left out."""
-    return fit_probe("linear", data["train"], data["valid"], data["test"][0], C, False, seed, config)
+def fit(
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    seed: int = 0,
+    config: ProbeConfig | None = FAST,
+    protocol: str = "evar-linear",
+) -> Probe:
+    """A probe on a dataset dict, the test labels left out."""
+    return fit_probe(protocol, data["train"], data["valid"], data["test"][0], C, False, seed, config)
 
 
 # ------------------------------------------------------------------------------------------- learning at all
-def test_linear_probe_separates_gaussian_classes(separable: dict) -> None:
-    result = score_probe(fit(separable, config=None), separable["test"][1])
+@pytest.mark.parametrize("protocol", FAST_CONFIGS)
+def test_probes_separate_gaussian_classes(separable: dict, protocol: str) -> None:
+    result = score_probe(fit(separable, config=FAST_CONFIGS[protocol], protocol=protocol), separable["test"][1])
     assert result.test_metrics["top1_acc"] >= 0.95
     assert result.selection == "valid"
     assert result.test_scores.shape == (len(separable["test"][1]), C)
     assert result.test_scores.dtype == np.float32
-    np.testing.assert_allclose(result.test_scores.sum(axis=1), 1.0, rtol=1e-5)  # softmax probabilities
-    assert result.hyperparameters["protocol"] == "linear"
+    np.testing.assert_allclose(result.test_scores.sum(axis=1), 1.0, rtol=1e-5)  # class probabilities
+    assert result.hyperparameters["protocol"] == protocol
 
 
-def test_shuffled_labels_stay_near_chance() -> None:
+@pytest.mark.parametrize("protocol", FAST_CONFIGS)
+def test_shuffled_labels_stay_near_chance(protocol: str) -> None:
     # Labels independent of the embeddings: the test labels are a random permutation of a balanced vector,
     # independent of the probe, so accuracy has mean exactly 1/C and std <= sqrt(0.2 * 0.8 / 1000) = 0.013;
     # 0.05 is about four standard deviations.
     rng = np.random.default_rng(7)
     parts = [gaussian_classes(n, 1.0, seed) for n, seed in ((40, 1), (20, 2), (200, 3))]
     train, valid, test = [(x, rng.permutation(y)) for x, y in parts]
-    result = score_probe(fit_probe("linear", train, valid, test[0], C, False, 0, FAST), test[1])
+    result = score_probe(fit_probe(protocol, train, valid, test[0], C, False, 0, FAST_CONFIGS[protocol]), test[1])
     assert result.test_metrics["top1_acc"] <= 1 / C + 0.05
 
 
-def test_multilabel_probe_beats_the_label_prior() -> None:
+@pytest.mark.parametrize("protocol", ["linear", "evar-linear", "knn"])
+def test_multilabel_probe_beats_the_label_prior(protocol: str) -> None:
     rng = np.random.default_rng(8)
     directions = rng.normal(size=(D, 4))
 
@@ -97,14 +117,133 @@ def test_multilabel_probe_beats_the_label_prior() -> None:
         return x, (x @ directions > 4.0).astype(np.float32)  # about 20 % positives per label
 
     train, valid, test = make(300), make(100), make(200)
-    probe = fit_probe("linear", train, valid, test[0], 4, True, 0, FAST)
+    probe = fit_probe(protocol, train, valid, test[0], 4, True, 0, FAST_CONFIGS[protocol])
     result = score_probe(probe, test[1])
     prior = float(test[1].mean())  # the mAP of uninformative scores
     assert prior < 0.35
-    assert result.test_metrics["mAP"] > 0.8
-    assert result.test_metrics["roc_auc"] > 0.9
+    # k-NN in 64 dimensions from 300 clips is much weaker than a linear rule, but far above the prior
+    assert result.test_metrics["mAP"] > (0.8 if protocol != "knn" else 0.45)
+    assert result.test_metrics["roc_auc"] > (0.9 if protocol != "knn" else 0.75)
     assert set(result.valid_metrics) == {"mAP", "d_prime", "roc_auc"}
-    assert ((result.test_scores >= 0) & (result.test_scores <= 1)).all()  # sigmoids
+    assert ((result.test_scores >= 0) & (result.test_scores <= 1)).all()  # sigmoids or neighbour label means
+
+
+# --------------------------------------------------------------------------------- regularised linear probe
+def test_logistic_regression_matches_scikit_learn() -> None:
+    # The same objective (mean CE + l2/2 ||W||^2, bias free) is scikit-learn's with C = 1 / (l2 N).
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(150, 12))
+    y = rng.integers(0, 3, 150)
+    x[:, 0] += y
+    l2 = 0.05
+    fit_ = fit_logistic_regression(torch.from_numpy(x), torch.from_numpy(y), 3, False, l2, 1000, 1e-9)
+    reference = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10_000).fit(x, y)
+    ours = torch.softmax(torch.from_numpy(x) @ fit_.weight + fit_.bias, dim=1).numpy()
+    np.testing.assert_allclose(ours, reference.predict_proba(x), atol=1e-4)
+    assert fit_.converged and 0 < fit_.iterations < 1000
+    assert fit_.weight.dtype == torch.float64  # the dtype (and device) of the inputs
+
+
+def test_multilabel_logistic_regression_is_one_binary_problem_per_label() -> None:
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(200, 8))
+    y = (x[:, :3] + rng.normal(0, 1, (200, 3)) > 0.5).astype(np.float64)
+    l2 = 0.02
+    fit_ = fit_logistic_regression(torch.from_numpy(x), torch.from_numpy(y), 3, True, l2, 1000, 1e-9)
+    for label in range(3):
+        reference = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10_000).fit(x, y[:, label])
+        ours = torch.sigmoid(torch.from_numpy(x) @ fit_.weight[:, label] + fit_.bias[label]).numpy()
+        np.testing.assert_allclose(ours, reference.predict_proba(x)[:, 1], atol=1e-4)
+
+
+def test_warm_start_reaches_the_cold_solution() -> None:
+    rng = np.random.default_rng(14)
+    x = torch.from_numpy(rng.normal(size=(100, 20)))
+    y = torch.from_numpy(rng.integers(0, 4, 100))
+    strong = fit_logistic_regression(x, y, 4, False, 1.0, tolerance=1e-9)
+    warm = fit_logistic_regression(x, y, 4, False, 0.01, tolerance=1e-9, init=(strong.weight, strong.bias))
+    cold = fit_logistic_regression(x, y, 4, False, 0.01, tolerance=1e-9)
+    torch.testing.assert_close(warm.weight, cold.weight, atol=1e-5, rtol=0)
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
+    assert strong.weight.norm() < cold.weight.norm()  # the penalty shrinks the weights
+
+
+def test_linear_strength_is_chosen_on_validation_and_refitted(overlapping: dict) -> None:
+    probe = fit(overlapping, config=None, protocol="linear")
+    grid = probe.hyperparameters["grid"]
+    default = LogisticConfig()
+    assert [point["l2"] for point in grid] == sorted(default.l2_grid, reverse=True)  # strong to weak
+    best = max(grid, key=lambda point: point["valid_top1_acc"])
+    assert best["valid_top1_acc"] == probe.valid_metrics["top1_acc"]
+    ties = [point["l2"] for point in grid if point["valid_top1_acc"] == best["valid_top1_acc"]]
+    assert probe.hyperparameters["l2"] in ties
+    assert probe.hyperparameters["refit"] == "train+valid" and probe.hyperparameters["converged"]
+    assert probe.selected_epoch is None
+    # the refit on train + valid changes the probe; the train-only fit at the same strength is another one
+    train_only = fit(overlapping, config=dataclasses.replace(default, refit="train"), protocol="linear")
+    assert train_only.hyperparameters["l2"] == probe.hyperparameters["l2"]
+    assert not np.allclose(train_only.test_scores, probe.test_scores, atol=1e-4)
+
+
+def test_regularised_linear_probe_matches_or_beats_evar_linear_with_few_clips() -> None:
+    # 256 dimensions, 6 training clips per class: an unregularised layer fits the noise, an L2 penalty chosen on
+    # validation does not. The train-only refit isolates the penalty's effect (same training clips as
+    # evar-linear); the default refit adds the validation clips. Averaged over three independent draws.
+    accuracies: dict[str, list[float]] = {"train-only": [], "default": [], "evar-linear": []}
+    for draw in range(3):
+        data = {
+            part: gaussian_classes(n, 6.0, 100 * draw + i, means_seed=draw, dim=256)
+            for i, (part, n) in enumerate((("train", 6), ("valid", 20), ("test", 100)))
+        }
+        probes = {
+            "train-only": fit(data, config=LogisticConfig(refit="train"), protocol="linear"),
+            "default": fit(data, config=None, protocol="linear"),
+            "evar-linear": fit(data, config=None, protocol="evar-linear"),
+        }
+        for name, probe in probes.items():
+            accuracies[name].append(score_probe(probe, data["test"][1]).test_metrics["top1_acc"])
+    mean = {name: float(np.mean(values)) for name, values in accuracies.items()}
+    assert mean["train-only"] >= mean["evar-linear"]
+    assert mean["default"] >= mean["evar-linear"]
+    assert mean["train-only"] > 1 / C + 0.1  # and it learns something
+
+
+def test_logistic_config_validates() -> None:
+    with pytest.raises(ValueError, match="l2_grid"):
+        LogisticConfig(l2_grid=(1.0, 0.0))
+    with pytest.raises(ValueError, match="dtype"):
+        LogisticConfig(dtype="float16")
+    with pytest.raises(ValueError, match="refit"):
+        LogisticConfig(refit="test")
+    assert LogisticConfig(l2_grid=[1, 0.1]).l2_grid == (1.0, 0.1)
+
+
+# ------------------------------------------------------------------------------------------------------ k-NN
+def test_knn_one_neighbour_returns_the_nearest_training_label(separable: dict) -> None:
+    x_train, y_train = separable["train"]
+    probe = fit_probe("knn", separable["train"], separable["valid"], x_train, C, False, 0, KnnConfig(k_grid=(1,)))
+    np.testing.assert_array_equal(probe.test_scores.argmax(axis=1), y_train)  # each clip is its own neighbour
+    assert probe.hyperparameters["k"] == 1
+
+
+def test_knn_scores_are_the_mean_of_neighbour_labels() -> None:
+    # One dimension, so cosine similarity of standardised values is +1 or -1: the 3 nearest of a positive query
+    # are positive training clips, and a huge temperature makes the vote a plain mean of their label rows.
+    x_train = np.array([[1.0], [2.0], [3.0], [-1.0], [-2.0]], dtype=np.float32)
+    y_train = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [0, 1]], dtype=np.float32)
+    x_train -= x_train.mean()
+    config = KnnConfig(k_grid=(3,), temperature=1e6)
+    probe = fit_probe("knn", (x_train, y_train), (x_train, y_train), np.array([[5.0]]), 2, True, 0, config)
+    np.testing.assert_allclose(probe.test_scores[0], y_train[:3].mean(axis=0), atol=1e-4)
+
+
+def test_knn_k_is_chosen_on_validation(overlapping: dict) -> None:
+    probe = fit(overlapping, config=KnnConfig(k_grid=(1, 5, 500)), protocol="knn")
+    grid = probe.hyperparameters["grid"]
+    assert [point["k"] for point in grid] == [1, 5, len(overlapping["train"][0])]  # k capped at the train size
+    best = max(grid, key=lambda point: point["valid_top1_acc"])
+    assert probe.hyperparameters["k"] == best["k"]
+    assert probe.valid_metrics["top1_acc"] == pytest.approx(best["valid_top1_acc"])
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -113,8 +252,8 @@ def test_early_stopping_keeps_the_best_valid_epoch() -> None:
     rng = np.random.default_rng(9)
     train, valid, test = [(x, rng.permutation(y)) for x, y in (gaussian_classes(20, 1.0, s) for s in (1, 2, 3))]
     config = ProbeConfig(epochs=200, patience=5, batch_size=32)
-    probe = fit_probe("linear", train, valid, test[0], C, False, 0, config)
-    assert probe.selected_epoch < config.epochs
+    probe = fit_probe("evar-linear", train, valid, test[0], C, False, 0, config)
+    assert probe.selected_epoch is not None and probe.selected_epoch < config.epochs
     assert len(probe.history) == probe.selected_epoch + config.patience
     ranks = [(h["valid_top1_acc"], -h["valid_loss"]) for h in probe.history]
     assert probe.selected_epoch == 1 + max(range(len(ranks)), key=ranks.__getitem__)
@@ -130,30 +269,36 @@ def test_fit_probe_cannot_see_test_labels() -> None:
     assert list(inspect.signature(score_probe).parameters) == ["probe", "test_labels"]  # the one reader
 
 
-def test_permuting_test_embeddings_only_permutes_the_outputs(overlapping: dict) -> None:
-    probe = fit(overlapping)
+@pytest.mark.parametrize("protocol", ["linear", "evar-linear", "knn"])  # hear-mlp: evar-linear's code path
+def test_permuting_test_embeddings_only_permutes_the_outputs(overlapping: dict, protocol: str) -> None:
+    probe = fit(overlapping, config=FAST_CONFIGS[protocol], protocol=protocol)
     permutation = np.random.default_rng(10).permutation(len(overlapping["test"][0]))
     shuffled = {**overlapping, "test": (overlapping["test"][0][permutation], overlapping["test"][1])}
-    other = fit(shuffled)
+    other = fit(shuffled, config=FAST_CONFIGS[protocol], protocol=protocol)
     np.testing.assert_allclose(other.test_scores, probe.test_scores[permutation], rtol=0, atol=1e-6)
     assert other.selected_epoch == probe.selected_epoch
     assert other.valid_metrics == probe.valid_metrics
-    assert other.history == probe.history
+    assert other.hyperparameters == probe.hyperparameters
 
 
-def test_standardisation_is_fitted_on_train_only(overlapping: dict) -> None:
-    probe = fit(overlapping)
+@pytest.mark.parametrize("protocol", ["linear", "evar-linear", "knn"])
+def test_standardisation_is_fitted_on_train_only(overlapping: dict, protocol: str) -> None:
+    config = FAST_CONFIGS[protocol]
+    probe = fit(overlapping, config=config, protocol=protocol)
     x_train = overlapping["train"][0]
     np.testing.assert_allclose(probe.mean, x_train.mean(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(probe.scale, x_train.std(axis=0), rtol=1e-5)
     # A shift of the test embeddings is not absorbed by any test statistics: it moves the predictions exactly as
     # the train-fitted transform says, and changes nothing else.
     shifted_test = overlapping["test"][0] + 3.0
-    shifted = fit({**overlapping, "test": (shifted_test, overlapping["test"][1])})
+    shifted = fit({**overlapping, "test": (shifted_test, overlapping["test"][1])}, config=config, protocol=protocol)
     np.testing.assert_allclose(shifted.test_scores, probe.predict(shifted_test), atol=1e-6)
     assert not np.allclose(shifted.test_scores, probe.test_scores, atol=1e-3)
-    assert shifted.selected_epoch == probe.selected_epoch
-    assert fit(overlapping, config=PROTOCOLS["paper"].base).mean is None  # raw embeddings when disabled
+    assert shifted.hyperparameters == probe.hyperparameters
+
+
+def test_raw_embeddings_when_standardisation_is_off(overlapping: dict) -> None:
+    assert fit(overlapping, config=PROTOCOLS["paper"].base).mean is None
 
 
 def test_same_seed_same_scores_other_seed_other_scores(overlapping: dict) -> None:
@@ -165,7 +310,16 @@ def test_same_seed_same_scores_other_seed_other_scores(overlapping: dict) -> Non
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
 
 
-def test_mlp_grid_is_chosen_on_validation() -> None:
+@pytest.mark.parametrize("protocol", ["linear", "knn"])
+def test_deterministic_probes_ignore_the_seed(overlapping: dict, protocol: str) -> None:
+    assert not PROTOCOLS[protocol].seeded
+    first, other = fit(overlapping, 0, None, protocol), fit(overlapping, 1, None, protocol)
+    np.testing.assert_array_equal(first.test_scores, other.test_scores)
+    results = run_seeds(protocol, overlapping["train"], overlapping["valid"], *overlapping["test"], C, False, [0, 1])
+    assert len(results) == 2 and results[0].test_metrics == results[1].test_metrics
+
+
+def test_hear_mlp_grid_is_chosen_on_validation() -> None:
     # XOR of the first two dimensions (plus noise dimensions): no linear probe beats chance, an MLP does.
     rng = np.random.default_rng(11)
 
@@ -174,15 +328,33 @@ def test_mlp_grid_is_chosen_on_validation() -> None:
         return x, ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
 
     train, valid, test = make(400), make(200), make(200)
-    probe = fit_probe("mlp", train, valid, test[0], 2, False, 0, ProbeConfig(epochs=40, patience=10, batch_size=64))
+    probe = fit_probe("hear-mlp", train, valid, test[0], 2, False, 0, FAST_MLP)
     grid = probe.hyperparameters["grid"]
-    assert [(g["hidden"], g["lr"]) for g in grid] == [([], 1e-3), ([], 1e-4), ([1024], 1e-3), ([1024], 1e-4)]
+    spec = PROTOCOLS["hear-mlp"].grid
+    assert [(g["hidden"], g["lr"]) for g in grid] == [
+        (list(hidden), lr) for hidden in spec["hidden"] for lr in spec["lr"]
+    ]
+    assert {len(hidden) for hidden in spec["hidden"]} == {1, 2} and len(grid) <= 8
     best = max(grid, key=lambda g: g["valid_top1_acc"])
     assert (probe.hyperparameters["hidden"], probe.hyperparameters["lr"]) == (best["hidden"], best["lr"])
-    assert probe.hyperparameters["hidden"] == [1024]
+    assert probe.hyperparameters["dropout"] == 0.1
     assert probe.selected_epoch == best["epoch"]
     assert probe.valid_metrics["top1_acc"] == pytest.approx(best["valid_top1_acc"])
     assert score_probe(probe, test[1]).test_metrics["top1_acc"] > 0.85
+
+
+# ------------------------------------------------------------------------------------------- settings hashes
+def test_settings_hash_is_a_short_stable_digest_of_the_settings() -> None:
+    hashes = {name: protocol.settings_hash for name, protocol in PROTOCOLS.items()}
+    assert len(set(hashes.values())) == len(PROTOCOLS)
+    linear = PROTOCOLS["linear"]
+    expected = hashlib.sha256(json.dumps(linear.settings(), sort_keys=True, separators=(",", ":")).encode())
+    assert hashes["linear"] == expected.hexdigest()[:12]
+    assert linear.settings()["base"]["l2_grid"] == list(LogisticConfig().l2_grid)
+    changed = dataclasses.replace(linear, base=LogisticConfig(tolerance=1e-6))
+    assert changed.settings_hash != hashes["linear"]
+    reworded = dataclasses.replace(linear, description="another description")
+    assert reworded.settings_hash == hashes["linear"]
 
 
 # -------------------------------------------------------------------------------------------- paper protocol
@@ -204,7 +376,7 @@ def test_paper_protocol_is_labelled_test_selected_and_optimistic(overlapping: di
 
 def test_run_seeds_gives_one_scored_result_per_seed(overlapping: dict) -> None:
     results = run_seeds(
-        "linear", overlapping["train"], overlapping["valid"], *overlapping["test"], C, False, [0, 1], FAST
+        "evar-linear", overlapping["train"], overlapping["valid"], *overlapping["test"], C, False, [0, 1], FAST
     )
     assert len(results) == 2
     assert not np.array_equal(results[0].test_scores, results[1].test_scores)
@@ -217,7 +389,8 @@ def test_run_seeds_gives_one_scored_result_per_seed(overlapping: dict) -> None:
     [
         ({"protocol": "paper"}, "fit_paper_protocol"),
         ({"protocol": "finetune"}, "finetune"),
-        ({"protocol": "knn"}, "unknown protocol"),
+        ({"protocol": "svm"}, "unknown protocol"),
+        ({"config": FAST}, "takes a LogisticConfig, got a ProbeConfig"),
         ({"num_classes": 3}, r"\[0, 3\)"),
         ({"test_embeddings": np.zeros((4, D + 1))}, "dimensions"),
         ({"multilabel": True}, "0/1 matrix"),
@@ -238,6 +411,8 @@ def test_probe_config_validates() -> None:
     with pytest.raises(ValueError, match="dropout"):
         ProbeConfig(dropout=1.0)
     assert ProbeConfig(hidden=[64]).hidden == (64,)  # lists from JSON/YAML
+    with pytest.raises(ValueError, match="k_grid"):
+        KnnConfig(k_grid=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------------- finetuning

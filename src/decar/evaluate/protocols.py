@@ -1,8 +1,9 @@
 """Downstream protocols: probes on frozen embeddings, fine-tuning, and the DECAR paper's recipe, kept apart.
 
 Every protocol but one selects its model on a validation split, and the code makes that structural rather than a
-convention: `fit_probe` has no parameter for test labels, so nothing it chooses (epoch, grid point) can depend on
-them; it returns a `Probe` holding test scores, and `score_probe` compares them with the test labels afterwards.
+convention: `fit_probe` has no parameter for test labels, so nothing it chooses (epoch, grid point, L2 strength,
+k) can depend on them; it returns a `Probe` holding test scores, and `score_probe` compares them with the test
+labels afterwards.
 
 The exception is "paper": the official DECAR (and LAPE) downstream code reports the BEST TEST accuracy over its
 training epochs, i.e. it selects on the test set. `fit_paper_protocol` reproduces that for comparison with the
@@ -10,23 +11,31 @@ published numbers, takes the test labels explicitly, and marks its result ``sele
 is optimistic by construction and must never be presented next to valid-selected numbers unlabelled.
 
 Presets (`PROTOCOLS`):
-- "linear" (default): one linear layer on embeddings standardised with train statistics, Adam, early stopping
-  on validation (BYOL-A's linear evaluation).
-- "mlp": a small HEAR-style grid, hidden layers {none, one of 1024} × learning rate {1e-3, 1e-4}, dropout 0.1
-  after hidden layers; each point is trained with early stopping and the best validation score wins. HEAR
-  searches more (depth, width, eight learning rates, initialisations); four points keep CPU runs cheap while
-  still letting a non-linear probe win where it helps.
+- "linear" (default): L2-regularised logistic regression, the probe of most representation-learning papers
+  (scikit-learn's `LogisticRegression` on standardised features): full-batch L-BFGS, strength chosen on
+  validation, refitted on train + valid (see `LogisticConfig`). Deterministic: the seed does not enter.
+- "evar-linear": one linear layer on train-standardised embeddings, Adam lr 1e-3, no regularisation, early
+  stopping on validation: EVAR's (and BYOL-A's) linear evaluation.
+- "hear-mlp": HEAR's grid on validation, hidden layers {one, two} of 1024 × lr {1e-3, 3.2e-4, 1e-4}, dropout
+  0.1, early stopping; the best validation score wins. HEAR also tries lr 3.2e-3, two initialisations, and uses
+  BatchNorm, batch 1024 and up to 500 epochs; six points of its grid keep CPU runs affordable.
+- "knn": k nearest neighbours by cosine similarity of train-standardised embeddings, k chosen on validation
+  (see `KnnConfig`). Deterministic.
 - "paper": Adam lr 1e-3, 50 epochs, batch 64, raw embeddings, best test epoch (test-selected, see above).
 - "finetune": the whole encoder with a linear head (`finetune`), selected on validation.
 
-Fitting is deterministic given the seed (CPU) and leaves torch's global random state untouched.
+Each preset's resolved settings have a short hash (`Protocol.settings_hash`) so that reports can refuse to
+compare numbers obtained with different recipes. Fitting is deterministic given the seed (CPU) and leaves
+torch's global random state untouched.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from decar.embed import AudioEncoder
 from decar.evaluate.metrics import PRIMARY_METRIC, mean_average_precision, score, top1_accuracy
@@ -44,14 +54,18 @@ Labelled = tuple[np.ndarray, np.ndarray]
 """(inputs, labels): labels are class indices (N,) for multiclass tasks, a 0/1 matrix (N, C) for multilabel."""
 
 PREDICT_CHUNK = 8192
+"""Rows per forward pass when scoring embeddings (bounds memory for large test sets and wide MLPs)."""
 BN_CALIBRATION_BATCHES = 8
 """Training batches used to re-estimate BatchNorm statistics after each fine-tuning epoch."""
-"""Rows per forward pass when scoring embeddings (bounds memory for large test sets and wide MLPs)."""
+KNN_CHUNK = 1024
+"""Queries per similarity matrix in k-NN (1024 × N_train floats at a time)."""
+HASH_LENGTH = 12
+"""Hex digits of a protocol's settings hash: enough to tell recipes apart, short enough for a table."""
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Training hyperparameters of one probe (or of a fine-tuning run's head and schedule).
+    """Training hyperparameters of a probe trained by mini-batch gradient descent (or of a fine-tuning run).
 
     Attributes:
         epochs: maximum number of passes over the training set.
@@ -93,22 +107,99 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class LogisticConfig:
+    """L2-regularised logistic regression on train-standardised embeddings, fitted by full-batch L-BFGS.
+
+    The objective is the mean loss over clips (softmax cross-entropy; for multilabel tasks the sum over labels
+    of sigmoid cross-entropies) plus ``l2 / 2 · ‖W‖²``; the bias is not penalised. On this mean-loss scale
+    scikit-learn's ``C`` is ``1 / (l2 · N)``. The default grid runs from 1e1, where unit-variance features are
+    shrunk almost to the class prior, down to 1e-6, which is effectively unregularised for any corpus below a
+    million clips, in half-decade steps: validation scores rarely separate neighbours closer than a factor of
+    three. The path runs from strong to weak, each fit warm-started from the previous solution (the strongly
+    regularised problems are well conditioned and the weak ones start near their optimum), which makes the
+    whole grid cost a few cold fits.
+
+    The selected strength is refitted on train + valid (as scikit-learn's grid search refits): every labelled
+    clip outside the test set informs the final probe, and the strength was chosen before the test set is
+    consulted. Standardisation keeps train statistics.
+
+    Attributes:
+        l2_grid: penalties to try, on the mean-loss scale.
+        max_iterations: L-BFGS iterations per fit (each may evaluate the loss several times in its line search).
+        tolerance: stop when no gradient entry exceeds this (first-order optimality on the mean-loss scale).
+        dtype: "float32" (fast; enough for this tolerance) or "float64".
+        refit: "train+valid" or "train" (keep the train-only fit at the selected strength).
+    """
+
+    l2_grid: tuple[float, ...] = tuple(float(10.0**exponent) for exponent in np.arange(1.0, -6.25, -0.5))
+    max_iterations: int = 500
+    tolerance: float = 1e-5
+    dtype: str = "float32"
+    refit: str = "train+valid"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "l2_grid", tuple(float(value) for value in self.l2_grid))
+        if not self.l2_grid or any(not value > 0 for value in self.l2_grid):
+            raise ValueError(f"l2_grid must be non-empty and positive, got {self.l2_grid}")
+        if self.max_iterations < 1 or not self.tolerance > 0:
+            raise ValueError(
+                f"max_iterations and tolerance must be positive, got {self.max_iterations}, {self.tolerance}"
+            )
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.refit not in ("train+valid", "train"):
+            raise ValueError(f"refit must be 'train+valid' or 'train', got {self.refit!r}")
+
+
+@dataclass(frozen=True)
+class KnnConfig:
+    """k nearest neighbours by cosine similarity of train-standardised embeddings.
+
+    Neighbours vote with weights exp(similarity / temperature), the weighted k-NN of self-supervised vision
+    (Wu et al. 2018, DINO), so that ties between classes are broken by closeness; class scores are the weighted
+    mean of the neighbours' label vectors (one-hot for multiclass, multi-hot for multilabel tasks), so they sum
+    to one and rank clips for mAP.
+
+    Attributes:
+        k_grid: numbers of neighbours to try on validation (values above the number of training clips are
+            dropped; the smallest k wins ties).
+        temperature: vote sharpness; large values make a plain majority vote.
+    """
+
+    k_grid: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k_grid", tuple(int(k) for k in self.k_grid))
+        if not self.k_grid or any(k < 1 for k in self.k_grid):
+            raise ValueError(f"k_grid must be non-empty and positive, got {self.k_grid}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+Config = ProbeConfig | LogisticConfig | KnnConfig
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A named evaluation recipe: a base configuration, a grid over some of its fields, and how it selects.
 
     Attributes:
         name: the preset's key in `PROTOCOLS`.
         description: one line for help texts and reports.
-        base: the configuration every grid point starts from.
-        grid: field name → values to try; the product of all is searched, best validation score wins.
+        base: the configuration every grid point starts from; its type says how the probe is fitted.
+        grid: field name → values to try (gradient-trained probes); the product is searched, best validation
+            score wins. Logistic regression and k-NN carry their grids in their configuration.
         selection: "valid", or "test" for the paper protocol (its numbers are test-selected).
+        seeded: whether the seed changes the result; deterministic probes are fitted once for all seeds.
     """
 
     name: str
     description: str
-    base: ProbeConfig
+    base: Config
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     selection: Selection = "valid"
+    seeded: bool = True
 
     def configs(self, config: ProbeConfig | None = None) -> list[ProbeConfig]:
         """The configurations to train: `config` (or the preset's base) at each point of the grid."""
@@ -117,18 +208,46 @@ class Protocol:
         points = itertools.product(*self.grid.values())
         return [dataclasses.replace(base, **dict(zip(names, values, strict=True))) for values in points]
 
+    def settings(self) -> dict[str, Any]:
+        """Everything that determines the recipe's numbers, as plain JSON (the description is left out)."""
+        return {
+            "name": self.name,
+            "kind": type(self.base).__name__,
+            "base": _jsonable(dataclasses.asdict(self.base)),
+            "grid": _jsonable(self.grid),
+            "selection": self.selection,
+        }
+
+    @property
+    def settings_hash(self) -> str:
+        """Short stable hash of `settings()`: sha256 of its sorted JSON, first `HASH_LENGTH` hex digits."""
+        text = json.dumps(self.settings(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
 
 PROTOCOLS: dict[str, Protocol] = {
     "linear": Protocol(
         "linear",
-        "linear layer on train-standardised embeddings, Adam, early stopping on validation (default)",
+        "L2 logistic regression (L-BFGS) on train-standardised embeddings, strength chosen on validation (default)",
+        LogisticConfig(),
+        seeded=False,
+    ),
+    "evar-linear": Protocol(
+        "evar-linear",
+        "EVAR's linear eval: linear layer on train-standardised embeddings, Adam, early stopping on validation",
         ProbeConfig(),
     ),
-    "mlp": Protocol(
-        "mlp",
-        "HEAR-style grid on validation: hidden {none, 1024} x lr {1e-3, 1e-4}, dropout 0.1, early stopping",
+    "hear-mlp": Protocol(
+        "hear-mlp",
+        "HEAR's grid on validation: 1 or 2 hidden layers of 1024 x lr {1e-3, 3.2e-4, 1e-4}, dropout 0.1",
         ProbeConfig(dropout=0.1),
-        grid={"hidden": ((), (1024,)), "lr": (1e-3, 1e-4)},
+        grid={"hidden": ((1024,), (1024, 1024)), "lr": (1e-3, 3.2e-4, 1e-4)},
+    ),
+    "knn": Protocol(
+        "knn",
+        "k nearest neighbours (cosine, train-standardised), k in {1, 3, 5, 10, 20, 50} chosen on validation",
+        KnnConfig(),
+        seeded=False,
     ),
     "paper": Protocol(
         "paper",
@@ -150,20 +269,22 @@ class ProbeResult:
 
     Attributes:
         test_scores: float32 (N_test, C), class probabilities (softmax) or label probabilities (sigmoid).
-        valid_metrics: `metrics.score` on the validation split at the selected epoch ({} for "paper", which
-            has no validation split).
+        valid_metrics: `metrics.score` on the validation split for the selected epoch or grid point, fitted on
+            train only ({} for "paper", which has no validation split).
         test_metrics: `metrics.score` on the test split.
-        selected_epoch: the epoch (1-based) whose weights produced `test_scores`.
+        selected_epoch: the epoch (1-based) whose weights produced `test_scores`; None for probes not trained
+            in epochs (logistic regression, k-NN).
         selection: "valid", or "test" when the epoch was chosen on the test labels ("paper").
         hyperparameters: the configuration used ("protocol" included); grid protocols add "grid", the
-            validation score of every point tried.
-        history: one dict per epoch: epoch, train_loss, and loss and primary metric on the selection split.
+            validation score of every point tried; logistic regression adds "l2", "iterations", "converged".
+        history: one dict per epoch (epoch, train_loss, loss and primary metric on the selection split), or
+            per L2 strength along the regularisation path.
     """
 
     test_scores: np.ndarray
     valid_metrics: dict[str, float]
     test_metrics: dict[str, float]
-    selected_epoch: int
+    selected_epoch: int | None
     selection: Selection
     hyperparameters: dict[str, Any]
     history: list[dict[str, float]]
@@ -175,14 +296,15 @@ class Probe:
 
     Attributes:
         test_scores: float32 (N_test, C) scores of the test embeddings given to `fit_probe`.
-        network: the selected classifier, in eval mode.
+        network: the selected classifier, in eval mode, mapping standardised embeddings to scores
+            (probabilities).
         mean, scale: the train standardisation (None when the protocol uses raw embeddings).
         Others: as in `ProbeResult`.
     """
 
     test_scores: np.ndarray
     valid_metrics: dict[str, float]
-    selected_epoch: int
+    selected_epoch: int | None
     selection: Selection
     hyperparameters: dict[str, Any]
     history: list[dict[str, float]]
@@ -193,7 +315,7 @@ class Probe:
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
         """Scores float32 (N, C) of other embeddings, with the same (train) standardisation."""
-        return _predict(self.network, _standardized(embeddings, self.mean, self.scale), self.multilabel)
+        return _predict(self.network, _standardized(embeddings, self.mean, self.scale))
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,67 +360,38 @@ def fit_probe(
     num_classes: int,
     multilabel: bool,
     seed: int,
-    config: ProbeConfig | None = None,
+    config: Config | None = None,
 ) -> Probe:
-    """Train a probe on `train`, select epoch and grid point on `valid`, and score `test_embeddings`.
+    """Fit a probe on `train`, select its epoch or grid point on `valid`, and score `test_embeddings`.
 
     Test labels are deliberately not a parameter: every choice is made before the test set can be consulted.
 
     Args:
-        protocol: "linear" or "mlp" ("paper" → `fit_paper_protocol`, "finetune" → `finetune`).
+        protocol: "linear", "evar-linear", "hear-mlp" or "knn" ("paper" → `fit_paper_protocol`, "finetune" →
+            `finetune`).
         train, valid: (embeddings (N, D), labels).
         test_embeddings: (N_test, D); only scored, after selection.
         num_classes: C, the number of classes or labels.
         multilabel: labels are (N, C) 0/1 rows (sigmoid, BCE) instead of class indices (softmax, CE).
-        seed: fixes initialisation, batch order and dropout.
-        config: replaces the preset's base configuration; a grid protocol still searches its grid fields.
+        seed: fixes initialisation, batch order and dropout (unused by the deterministic "linear" and "knn").
+        config: replaces the preset's base configuration (same type); a grid protocol still searches its grid.
     """
     spec = _preset(protocol)
     if protocol in ("paper", "finetune"):
         other = "fit_paper_protocol (it needs test labels)" if protocol == "paper" else "finetune (it needs audio)"
         raise ValueError(f"protocol {protocol!r} is not a probe selected on frozen embeddings; use {other}")
+    config = spec.base if config is None else config
+    if type(config) is not type(spec.base):
+        raise ValueError(f"protocol {protocol!r} takes a {type(spec.base).__name__}, got a {type(config).__name__}")
     x_train, y_train = _check_labelled("train", train, num_classes, multilabel)
     x_valid, y_valid = _check_labelled("valid", valid, num_classes, multilabel, x_train.shape[1])
     x_test = _check_embeddings("test", test_embeddings, x_train.shape[1])
-
-    train_stats = _standardizer(x_train)
-    fits = []
-    for grid_config in spec.configs(config):
-        mean, scale = train_stats if grid_config.standardize else (None, None)
-        fit = _train_probe(
-            grid_config,
-            _standardized(x_train, mean, scale),
-            y_train,
-            _standardized(x_valid, mean, scale),
-            y_valid,
-            num_classes,
-            multilabel,
-            seed,
-            "valid",
-        )
-        fits.append((fit, grid_config, mean, scale))
-    best, best_config, mean, scale = max(fits, key=lambda item: item[0].rank)  # max keeps the first of ties
-
-    hyperparameters = _hyperparameters(protocol, best_config)
-    if len(fits) > 1:
-        primary = PRIMARY_METRIC[multilabel]
-        hyperparameters["grid"] = [
-            {**{name: _plain(getattr(c, name)) for name in spec.grid}, f"valid_{primary}": f.metric, "epoch": f.epoch}
-            for f, c, _, _ in fits
-        ]
-    valid_scores = _predict(best.network, _standardized(x_valid, mean, scale), multilabel)
-    return Probe(
-        test_scores=_predict(best.network, _standardized(x_test, mean, scale), multilabel),
-        valid_metrics=score(y_valid, valid_scores, multilabel),
-        selected_epoch=best.epoch,
-        selection="valid",
-        hyperparameters=hyperparameters,
-        history=best.history,
-        multilabel=multilabel,
-        network=best.network,
-        mean=mean,
-        scale=scale,
-    )
+    data = _ProbeData(x_train, y_train, x_valid, y_valid, x_test, num_classes, multilabel)
+    if isinstance(config, LogisticConfig):
+        return _fit_logistic_probe(protocol, config, data)
+    if isinstance(config, KnnConfig):
+        return _fit_knn_probe(protocol, config, data)
+    return _fit_gradient_probe(spec, config, data, seed)
 
 
 def score_probe(probe: Probe, test_labels: np.ndarray) -> ProbeResult:
@@ -328,8 +421,9 @@ def fit_paper_protocol(train: Labelled, test: Labelled, num_classes: int, multil
     x_train, y_train = _check_labelled("train", train, num_classes, multilabel)
     x_test, y_test = _check_labelled("test", test, num_classes, multilabel, x_train.shape[1])
     config = PROTOCOLS["paper"].base
+    assert isinstance(config, ProbeConfig)
     fit = _train_probe(config, x_train, y_train, x_test, y_test, num_classes, multilabel, seed, "test")
-    test_scores = _predict(fit.network, x_test, multilabel)
+    test_scores = _predict(fit.network, x_test)
     return ProbeResult(
         test_scores=test_scores,
         valid_metrics={},
@@ -350,12 +444,13 @@ def run_seeds(
     num_classes: int,
     multilabel: bool,
     seeds: list[int],
-    config: ProbeConfig | None = None,
+    config: Config | None = None,
 ) -> list[ProbeResult]:
     """One result per seed (probe randomness; report mean ± std over them).
 
-    Probes are fitted and selected first (`fit_probe`), then scored. For "paper", `valid` is unused and each
-    seed runs `fit_paper_protocol` (test-selected, labelled so).
+    Probes are fitted and selected first (`fit_probe`), then scored. A deterministic protocol ("linear",
+    "knn") is fitted once and its result repeated for every seed. For "paper", `valid` is unused and each seed
+    runs `fit_paper_protocol` (test-selected, labelled so).
     """
     if not seeds:
         raise ValueError("give at least one seed")
@@ -363,10 +458,76 @@ def run_seeds(
         if config is not None:
             raise ValueError("the paper protocol has a fixed recipe; config cannot change it")
         return [fit_paper_protocol(train, (test_embeddings, test_labels), num_classes, multilabel, s) for s in seeds]
-    return [
-        score_probe(fit_probe(protocol, train, valid, test_embeddings, num_classes, multilabel, s, config), test_labels)
-        for s in seeds
-    ]
+
+    def fitted(seed: int) -> ProbeResult:
+        probe = fit_probe(protocol, train, valid, test_embeddings, num_classes, multilabel, seed, config)
+        return score_probe(probe, test_labels)
+
+    if not _preset(protocol).seeded:
+        return [fitted(seeds[0])] * len(seeds)
+    return [fitted(seed) for seed in seeds]
+
+
+def fit_logistic_regression(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    multilabel: bool,
+    l2: float,
+    max_iterations: int = 500,
+    tolerance: float = 1e-5,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> LogisticFit:
+    """Minimise mean loss + l2/2·‖W‖² over (W, b) by full-batch L-BFGS with a strong Wolfe line search.
+
+    Runs on the device and in the dtype of `inputs`; deterministic (no randomness: zero or `init` start).
+
+    Args:
+        inputs: (N, D) features (standardised by the caller).
+        targets: class indices (N,) int64, or a 0/1 float matrix (N, C) when `multilabel`.
+        num_classes: C.
+        multilabel: independent sigmoids, loss summed over labels and averaged over clips; else softmax CE.
+        l2: penalty on the weights (not the bias), on the mean-loss scale.
+        max_iterations: L-BFGS iterations at most.
+        tolerance: stop when the largest gradient entry is at most this.
+        init: (W (D, C), b (C,)) to start from (a warm start along a regularisation path).
+    """
+    if not l2 >= 0:
+        raise ValueError(f"l2 must be non-negative, got {l2}")
+    weight = torch.zeros(inputs.shape[1], num_classes, dtype=inputs.dtype, device=inputs.device)
+    bias = torch.zeros(num_classes, dtype=inputs.dtype, device=inputs.device)
+    if init is not None:
+        weight.copy_(init[0])
+        bias.copy_(init[1])
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iterations,
+        tolerance_grad=tolerance,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        objective = _logistic_loss(inputs @ weight + bias, targets, multilabel) + 0.5 * l2 * weight.square().sum()
+        objective.backward()
+        return objective
+
+    optimizer.step(closure)
+    iterations = int(optimizer.state[weight].get("n_iter", 0))
+    with torch.no_grad():
+        objective = _logistic_loss(inputs @ weight + bias, targets, multilabel) + 0.5 * l2 * weight.square().sum()
+    return LogisticFit(
+        weight=weight.detach(),
+        bias=bias.detach(),
+        iterations=iterations,
+        converged=iterations < max_iterations,
+        objective=float(objective),
+    )
 
 
 def finetune(
@@ -479,10 +640,244 @@ def finetune(
     )
 
 
+# ------------------------------------------------------------------------------------------------ probe fits
+@dataclass(frozen=True)
+class LogisticFit:
+    """One L-BFGS solution: weights (D, C), bias (C,), and how the optimiser ended.
+
+    Attributes:
+        iterations: L-BFGS iterations used.
+        converged: stopped by a tolerance, not by the iteration budget.
+        objective: mean loss + penalty at the solution.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    iterations: int
+    converged: bool
+    objective: float
+
+
+@dataclass(frozen=True)
+class _ProbeData:
+    """Checked inputs of `fit_probe` (raw embeddings; each probe standardises them as its recipe says)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    num_classes: int
+    multilabel: bool
+
+
+def _fit_gradient_probe(spec: Protocol, config: ProbeConfig, data: _ProbeData, seed: int) -> Probe:
+    """Linear layers and MLPs trained by mini-batches, each grid point early-stopped on validation."""
+    train_stats = _standardizer(data.x_train)
+    fits = []
+    for grid_config in spec.configs(config):
+        mean, scale = train_stats if grid_config.standardize else (None, None)
+        fit = _train_probe(
+            grid_config,
+            _standardized(data.x_train, mean, scale),
+            data.y_train,
+            _standardized(data.x_valid, mean, scale),
+            data.y_valid,
+            data.num_classes,
+            data.multilabel,
+            seed,
+            "valid",
+        )
+        fits.append((fit, grid_config, mean, scale))
+    best, best_config, mean, scale = max(fits, key=lambda item: item[0].rank)  # max keeps the first of ties
+
+    hyperparameters = _hyperparameters(spec.name, best_config)
+    if len(fits) > 1:
+        primary = PRIMARY_METRIC[data.multilabel]
+        hyperparameters["grid"] = [
+            {**{name: _plain(getattr(c, name)) for name in spec.grid}, f"valid_{primary}": f.metric, "epoch": f.epoch}
+            for f, c, _, _ in fits
+        ]
+    valid_scores = _predict(best.network, _standardized(data.x_valid, mean, scale))
+    return Probe(
+        test_scores=_predict(best.network, _standardized(data.x_test, mean, scale)),
+        valid_metrics=score(data.y_valid, valid_scores, data.multilabel),
+        selected_epoch=best.epoch,
+        selection="valid",
+        hyperparameters=hyperparameters,
+        history=best.history,
+        multilabel=data.multilabel,
+        network=best.network,
+        mean=mean,
+        scale=scale,
+    )
+
+
+def _fit_logistic_probe(protocol: str, config: LogisticConfig, data: _ProbeData) -> Probe:
+    """The regularisation path on train (strong → weak, warm-started), selection on valid, then the refit."""
+    mean, scale = _standardizer(data.x_train)
+    dtype = getattr(torch, config.dtype)
+    x_train, x_valid = (torch.from_numpy(_standardized(x, mean, scale)).to(dtype) for x in (data.x_train, data.x_valid))
+    y_train, y_valid = (_targets(y, data.multilabel, dtype) for y in (data.y_train, data.y_valid))
+    primary = PRIMARY_METRIC[data.multilabel]
+    path: list[tuple[LogisticFit, float, float]] = []  # (fit, valid metric, valid loss)
+    history: list[dict[str, float]] = []
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None
+    for l2 in sorted(config.l2_grid, reverse=True):
+        fit = fit_logistic_regression(
+            x_train, y_train, data.num_classes, data.multilabel, l2, config.max_iterations, config.tolerance, previous
+        )
+        previous = (fit.weight, fit.bias)
+        with torch.no_grad():
+            logits = x_valid @ fit.weight + fit.bias
+            valid_loss = float(_logistic_loss(logits, y_valid, data.multilabel))
+        metric = _primary_metric(data.y_valid, _activate(logits, data.multilabel).float().numpy(), data.multilabel)
+        path.append((fit, metric, valid_loss))
+        history.append(
+            {
+                "l2": l2,
+                "iterations": fit.iterations,
+                "train_objective": fit.objective,
+                "valid_loss": valid_loss,
+                f"valid_{primary}": metric,
+            }
+        )
+    # Higher metric wins, then lower validation loss; max keeps the first (strongest penalty) of exact ties.
+    chosen = max(range(len(path)), key=lambda i: (path[i][1], -path[i][2]))
+    l2 = history[chosen]["l2"]
+    selected = path[chosen][0]
+    valid_network = _linear_network(selected, data.multilabel)
+    valid_scores = _predict(valid_network, _standardized(data.x_valid, mean, scale))
+    final = selected
+    if config.refit == "train+valid":
+        final = fit_logistic_regression(
+            torch.cat([x_train, x_valid]),
+            torch.cat([y_train, y_valid]),
+            data.num_classes,
+            data.multilabel,
+            l2,
+            config.max_iterations,
+            config.tolerance,
+            (selected.weight, selected.bias),
+        )
+    network = _linear_network(final, data.multilabel)
+    return Probe(
+        test_scores=_predict(network, _standardized(data.x_test, mean, scale)),
+        valid_metrics=score(data.y_valid, valid_scores, data.multilabel),
+        selected_epoch=None,
+        selection="valid",
+        hyperparameters={
+            **_hyperparameters(protocol, config),
+            "l2": l2,
+            "iterations": final.iterations,
+            "converged": final.converged,
+            "grid": [{"l2": h["l2"], f"valid_{primary}": h[f"valid_{primary}"]} for h in history],
+        },
+        history=history,
+        multilabel=data.multilabel,
+        network=network,
+        mean=mean,
+        scale=scale,
+    )
+
+
+def _fit_knn_probe(protocol: str, config: KnnConfig, data: _ProbeData) -> Probe:
+    """Every k of the grid scored on validation from one neighbour search; the best k scores the test set."""
+    mean, scale = _standardizer(data.x_train)
+    network = _NearestNeighbours(
+        torch.from_numpy(_standardized(data.x_train, mean, scale)),
+        _label_matrix(data.y_train, data.num_classes, data.multilabel),
+        k=1,
+        temperature=config.temperature,
+    )
+    k_grid = sorted({min(k, len(data.x_train)) for k in config.k_grid})
+    similarity, index = network.neighbours(torch.from_numpy(_standardized(data.x_valid, mean, scale)), k_grid[-1])
+    primary = PRIMARY_METRIC[data.multilabel]
+    valid_scores = [network.vote(similarity[:, :k], index[:, :k]).numpy() for k in k_grid]
+    grid = [
+        {"k": k, f"valid_{primary}": _primary_metric(data.y_valid, scores, data.multilabel)}
+        for k, scores in zip(k_grid, valid_scores, strict=True)
+    ]
+    best = max(range(len(grid)), key=lambda i: grid[i][f"valid_{primary}"])  # the first, smallest k, of ties
+    network.k = k_grid[best]
+    return Probe(
+        test_scores=_predict(network, _standardized(data.x_test, mean, scale)),
+        valid_metrics=score(data.y_valid, valid_scores[best], data.multilabel),
+        selected_epoch=None,
+        selection="valid",
+        hyperparameters={**_hyperparameters(protocol, config), "k": network.k, "grid": grid},
+        history=grid,
+        multilabel=data.multilabel,
+        network=network,
+        mean=mean,
+        scale=scale,
+    )
+
+
+class _Scores(nn.Module):
+    """A network producing logits, followed by its activation: the probe maps embeddings to probabilities."""
+
+    def __init__(self, network: nn.Module, multilabel: bool) -> None:
+        super().__init__()
+        self.network = network
+        self.multilabel = multilabel
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return _activate(self.network(inputs), self.multilabel)
+
+
+class _NearestNeighbours(nn.Module):
+    """Weighted k-NN scores (see `KnnConfig`) against L2-normalised training embeddings."""
+
+    def __init__(self, keys: torch.Tensor, labels: torch.Tensor, k: int, temperature: float) -> None:
+        super().__init__()
+        self.register_buffer("keys", F.normalize(keys.float(), dim=1))
+        self.register_buffer("labels", labels.float())
+        self.k = k
+        self.temperature = temperature
+
+    def neighbours(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine similarities (N, k) to the k most similar training clips, most similar first, and their rows."""
+        queries = F.normalize(queries.float(), dim=1)
+        parts = [(queries[i : i + KNN_CHUNK] @ self.keys.T).topk(k, dim=1) for i in range(0, len(queries), KNN_CHUNK)]
+        return torch.cat([part.values for part in parts]), torch.cat([part.indices for part in parts])
+
+    def vote(self, similarity: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Weighted mean of the neighbours' label rows, weights exp(similarity / temperature)."""
+        weights = torch.softmax(similarity / self.temperature, dim=1)
+        return torch.einsum("nk,nkc->nc", weights, self.labels[index])
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.vote(*self.neighbours(inputs, self.k))
+
+
+def _linear_network(fit: LogisticFit, multilabel: bool) -> nn.Module:
+    """A float32 linear layer holding an L-BFGS solution, with its activation."""
+    layer = nn.Linear(fit.weight.shape[0], fit.weight.shape[1])
+    with torch.no_grad():
+        layer.weight.copy_(fit.weight.T.float().cpu())
+        layer.bias.copy_(fit.bias.float().cpu())
+    return _Scores(layer, multilabel).eval()
+
+
+def _logistic_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Mean over clips of softmax cross-entropy, or of the sum over labels of sigmoid cross-entropies."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(logits)
+    return F.cross_entropy(logits, targets)
+
+
+def _label_matrix(labels: np.ndarray, num_classes: int, multilabel: bool) -> torch.Tensor:
+    """Labels as float rows (N, C): multi-hot as given, or one-hot class indices."""
+    if multilabel:
+        return torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    return F.one_hot(torch.from_numpy(np.asarray(labels, dtype=np.int64)), num_classes).float()
+
+
 # ---------------------------------------------------------------------------------------------- training core
 @dataclass(frozen=True, eq=False)
 class _Fit:
-    """One configuration's training run: the selected network (eval mode) and how it was chosen."""
+    """One configuration's training run: the selected network (eval mode, ending in its activation), how chosen."""
 
     network: nn.Module
     epoch: int
@@ -555,7 +950,7 @@ def _train_probe(
                 break
     network.load_state_dict(best_state)
     network.eval()
-    return _Fit(network, best_epoch, best_rank[0], -best_rank[1], history)
+    return _Fit(_Scores(network, multilabel).eval(), best_epoch, best_rank[0], -best_rank[1], history)
 
 
 def _network(in_dim: int, num_classes: int, config: ProbeConfig) -> nn.Module:
@@ -586,8 +981,11 @@ def _activate(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
-def _targets(labels: np.ndarray, multilabel: bool) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(labels, dtype=np.float32 if multilabel else np.int64))
+def _targets(labels: np.ndarray, multilabel: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Class indices as int64, or 0/1 rows as `dtype` (the dtype of the logits they meet)."""
+    if multilabel:
+        return torch.from_numpy(np.asarray(labels)).to(dtype)
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
 def _primary_metric(labels: np.ndarray, scores: np.ndarray, multilabel: bool) -> float:
@@ -595,13 +993,12 @@ def _primary_metric(labels: np.ndarray, scores: np.ndarray, multilabel: bool) ->
     return mean_average_precision(labels, scores) if multilabel else top1_accuracy(labels, scores)
 
 
-def _predict(network: nn.Module, embeddings: np.ndarray, multilabel: bool) -> np.ndarray:
+def _predict(network: nn.Module, embeddings: np.ndarray) -> np.ndarray:
+    """Scores float32 (N, C) of a probe network (which ends in its activation), in chunks of rows."""
     network.eval()
     inputs = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     with torch.no_grad():
-        chunks = [
-            _activate(network(inputs[i : i + PREDICT_CHUNK]), multilabel) for i in range(0, len(inputs), PREDICT_CHUNK)
-        ]
+        chunks = [network(inputs[i : i + PREDICT_CHUNK]) for i in range(0, len(inputs), PREDICT_CHUNK)]
     return torch.cat(chunks).numpy().astype(np.float32)
 
 
@@ -676,13 +1073,22 @@ def _preset(protocol: str) -> Protocol:
     return PROTOCOLS[protocol]
 
 
-def _hyperparameters(protocol: str, config: ProbeConfig) -> dict[str, Any]:
+def _hyperparameters(protocol: str, config: Config) -> dict[str, Any]:
     return {"protocol": protocol, **{k: _plain(v) for k, v in dataclasses.asdict(config).items()}}
 
 
 def _plain(value: Any) -> Any:
     """Tuples → lists, so that hyperparameters serialise to JSON unchanged."""
     return list(value) if isinstance(value, tuple) else value
+
+
+def _jsonable(value: Any) -> Any:
+    """Nested dicts, tuples and lists as plain JSON values (tuples → lists), for settings hashes."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
 
 
 def _check_embeddings(name: str, embeddings: np.ndarray, dim: int | None = None) -> np.ndarray:

@@ -101,7 +101,8 @@ def test_per_sample_generators_make_views_independent_of_the_batch() -> None:
     aug = SpecAugment().train()
     full = aug(x, generator=[_gen(100 + i) for i in range(4)])
     alone = aug(x[2:3], generator=[_gen(102)])
-    assert torch.equal(full[2:3], alone)
+    # Same masks and warp; the fill (a mean) is reduced over another batch shape, so allow its rounding.
+    torch.testing.assert_close(full[2:3], alone, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="generators"):
         aug(x, generator=[_gen(0)])
 

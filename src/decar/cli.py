@@ -12,7 +12,9 @@ import typer
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 import decar
 from decar.audio import AudioError
@@ -43,7 +45,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    """Print `error: <message>` to stderr verbatim and exit with status 2.
+
+    Plain `typer.echo`, not rich: no markup is interpreted (`decar[faiss]` and a path like `/x/[a]/b.wav` stay
+    intact) and no line is wrapped at the terminal width. Only the `error:` prefix is styled, and click drops
+    the styling when stderr is not a terminal.
+    """
+    typer.echo(f"{typer.style('error:', fg='red', bold=True)} {err}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -160,7 +168,7 @@ def export_onnx(
     try:
         from decar.integrations.onnx import export_onnx as export
     except ImportError as err:
-        _fail(RuntimeError(f"ONNX export is unavailable ({err}); install it with: pip install 'decar\\[onnx]'"))
+        _fail(RuntimeError(f"ONNX export is unavailable ({err}); install it with: pip install 'decar[onnx]'"))
     try:
         path = export(checkpoint, output, opset=opset)
     except USER_ERRORS as err:
@@ -266,17 +274,25 @@ def _is_rank_zero() -> bool:
 
 
 def _print_summary(title: str, summary: dict[str, Any]) -> None:
+    """Print `summary` as a two-column table on stdout, never wrapping or truncating a key or a value.
+
+    A narrow terminal gets lines wider than itself (the terminal folds them) rather than cut paths and numbers.
+    """
     table = Table(title=title, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(no_wrap=True)
     for key, value in summary.items():
         if key == "skipped":
             continue
         text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        table.add_row(key, text)
+        table.add_row(Text(key), Text(text))  # Text: brackets in paths are not rich markup
     for path, reason in summary.get("skipped", {}).items():
-        table.add_row("skipped file", f"{path}: {reason}")
-    Console().print(table)
+        table.add_row(Text("skipped file"), Text(f"{path}: {reason}"))
+    out = Console()
+    natural = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
+    if natural > out.width:
+        out = Console(width=natural)
+    out.print(table)
 
 
 if __name__ == "__main__":

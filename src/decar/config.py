@@ -1,11 +1,13 @@
 """Run configuration: nested dataclasses that round-trip through YAML and take `key=value` overrides.
 
+The defaults are the paper's DECAR v1 settings (REFERENCE §1a), field for field the same as configs/decar.yaml.
 Precedence is defaults < YAML file < command-line overrides; the resolved config is written to the run folder
 and into every checkpoint so a model can be rebuilt without the file that trained it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ class DataConfig:
         pad_to_crop: zero-pad shorter files to `crop_seconds` (else batches are padded to their longest item).
         min_seconds: files shorter than this are skipped as unusable.
         cache_dir: folder for cached log-mel features so epochs do not re-decode audio (None: no cache).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (each decodes and featurises audio on one thread).
         max_files: use at most this many files (None: all), handy for smoke runs.
     """
 
@@ -39,7 +41,7 @@ class DataConfig:
     pad_to_crop: bool = True
     min_seconds: float = 0.05
     cache_dir: str | None = None
-    num_workers: int = 0
+    num_workers: int = 4
     max_files: int | None = None
 
 
@@ -61,7 +63,8 @@ class ObjectiveConfig:
         num_clusters: k of k-means.
         pca_dim: PCA-whitening output dimension before k-means.
         kmeans_iters: Lloyd iterations per epoch.
-        kmeans_backend: "torch", "faiss" or "auto".
+        kmeans_backend: "torch", "faiss" or "auto" (faiss when it is installed and the features are on CPU;
+            the official code clustered with faiss).
         top_layer_std: std of the freshly initialised top layer each epoch.
         bn_recalibration: when to re-estimate BatchNorm statistics from data before the feature pass:
             "first" (before epoch 0 only: at random init the running statistics are (0, 1) and eval-mode
@@ -75,7 +78,7 @@ class ObjectiveConfig:
     num_clusters: int = 512
     pca_dim: int = 128
     kmeans_iters: int = 20
-    kmeans_backend: str = "torch"
+    kmeans_backend: str = "auto"
     top_layer_std: float = 0.01
     bn_recalibration: str = "first"
     bn_recalibration_batches: int = 20
@@ -99,9 +102,17 @@ class OptimConfig:
     grad_clip: float | None = None
 
 
+def paper_frontend() -> FrontendConfig:
+    """The DECAR v1 frontend: `FrontendConfig()`'s log-mel with the waveform L2-normalised first (REFERENCE §1a).
+
+    `FrontendConfig()` itself leaves the waveform's scale alone, as BYOL-A and the log-mel baseline need.
+    """
+    return FrontendConfig(l2_normalize_waveform=True)
+
+
 @dataclass
 class DecarConfig:
-    """Everything a pretraining run needs.
+    """Everything a pretraining run needs; the defaults are the paper's DECAR v1 settings (configs/decar.yaml).
 
     Attributes:
         method: objective family; "deepcluster_v1" is the paper's first published variant.
@@ -115,7 +126,7 @@ class DecarConfig:
     """
 
     method: str = "deepcluster_v1"
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    frontend: FrontendConfig = field(default_factory=paper_frontend)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -163,9 +174,10 @@ class DecarConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecarConfig:
+        """Build from a plain dict; keys it leaves out take DecarConfig()'s values, inside sections too."""
         data = dict(data)
         data.pop("config_version", None)
-        return dataclass_from_dict(cls, data)
+        return dataclass_from_dict(cls, _fill_defaults(cls(), data))
 
     def to_yaml(self, path: str | Path) -> None:
         from decar._io import atomic_write_text
@@ -197,6 +209,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.1")
         _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
     return DecarConfig.from_dict(data).validate()
+
+
+def _fill_defaults(default: Any, data: Any) -> Any:
+    """`data` completed with the leaves of the dataclass instance `default` that it lacks, recursively.
+
+    A section given in part (`frontend: {n_mels: 128}`) keeps DecarConfig()'s values for the rest, which are
+    not always its class's defaults (`frontend.l2_normalize_waveform`). Unknown keys and wrong types are left
+    for `dataclass_from_dict` to report.
+    """
+    if not isinstance(data, dict):
+        return data
+    filled = dict(data)
+    for item in dataclasses.fields(default):
+        value = getattr(default, item.name)
+        if dataclasses.is_dataclass(value):
+            filled[item.name] = _fill_defaults(value, filled.get(item.name) or {})
+        elif item.name not in filled:
+            filled[item.name] = copy.deepcopy(value)
+    return filled
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

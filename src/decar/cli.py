@@ -203,8 +203,11 @@ def evaluate_command(
     protocol: Annotated[
         str,
         typer.Option(
-            help="linear or mlp probe on frozen embeddings, finetune (decar checkpoints), all selected on validation; "
-            "paper: the DECAR code's best-test-epoch protocol, reported as test-selected."
+            help="Probes on frozen embeddings, selected on validation: linear (L2 logistic regression, L-BFGS, "
+            "strength chosen on validation), evar-linear (EVAR's Adam linear layer, early stopping), hear-mlp "
+            "(HEAR's MLP grid), knn (cosine k-NN, k chosen on validation); finetune (decar checkpoints: encoder "
+            "and head trained, selected on validation); paper (the DECAR code's best-test-epoch protocol, "
+            "reported as test-selected)."
         ),
     ] = "linear",
     seeds: Annotated[int, typer.Option(help="Probe seeds; results are mean ± std over them.")] = 3,
@@ -214,9 +217,10 @@ def evaluate_command(
     device: Annotated[str, typer.Option(help="Where the model runs (and is fine-tuned): cpu, cuda, mps.")] = "cpu",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Evaluate a model on downstream tasks: embed once, fit a probe per seed, report mean ± std.
+    """Evaluate a model on downstream tasks: embed once, fit a probe per seed, report mean ± std and a 95 % CI.
 
-    Model selection uses each task's validation split (k-fold: the next fold). Clips that fail to decode are
+    Model selection uses each task's validation split (k-fold: the next fold). The 95 % CI is a bootstrap over
+    test clips; per-clip predictions go to OUT/predictions/ for paired comparisons. Clips that fail to decode are
     listed in the results and left out; they never stop the run. Compare runs with `decar compare`.
     """
     from decar.evaluate.runner import evaluate
@@ -234,12 +238,23 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write compare.md and compare.png (grouped bars) here.")
     ] = None,
+    allow_mixed_protocols: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-protocols",
+            help="Compare runs of different protocols (or of unknown settings, from older decar) anyway.",
+        ),
+    ] = False,
 ) -> None:
-    """Side-by-side table of evaluated models × tasks (mean ± std over seeds, plus an Average column)."""
+    """Side-by-side table of evaluated models × tasks (mean ± std over seeds, plus an Average column).
+
+    Runs must share one protocol and its settings. Scores marked * differ from the first folder's at 95 %
+    (paired bootstrap over the test clips both runs scored).
+    """
     from decar.evaluate.report import compare
 
     try:
-        text = compare(results, out)
+        text = compare(results, out, allow_mixed_protocols=allow_mixed_protocols)
     except USER_ERRORS as err:
         _fail(err)
     typer.echo(text)

@@ -11,24 +11,40 @@ import pytest
 from typer.testing import CliRunner
 
 from decar.cli import app
-from decar.evaluate.report import DAGGER, TEST_SELECTED_NOTE, compare, plot_confusion, write_results
+from decar.evaluate.protocols import PROTOCOLS
+from decar.evaluate.report import (
+    DAGGER,
+    SIGNIFICANT,
+    TEST_SELECTED_NOTE,
+    compare,
+    plot_confusion,
+    predictions_file,
+    write_results,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_results(name: str, scores: dict[str, tuple[float, float]], selection: str = "valid") -> dict[str, Any]:
+def fake_results(
+    name: str, scores: dict[str, tuple[float, float]], selection: str = "valid", protocol: str | None = None
+) -> dict[str, Any]:
     """A results dict shaped like `evaluate`'s, with the given (mean, std) per task."""
     vocabulary = ["a", "b", "c"]
+    protocol = protocol or ("paper" if selection == "test" else "linear")
     return {
         "model": {"spec": f"{name}.pt", "name": name, "fingerprint": "0123abcd"},
-        "protocol": "paper" if selection == "test" else "linear",
+        "protocol": protocol,
+        "protocol_hash": PROTOCOLS[protocol].settings_hash,
         "selection": selection,
         "seeds": [0, 1, 2],
         "tasks": {
             task: {
+                "protocol": protocol,
+                "protocol_hash": PROTOCOLS[protocol].settings_hash,
                 "primary_metric": "top1_acc",
                 "mean": mean,
                 "std": std,
+                "ci95": [mean - 0.05, mean + 0.05],
                 "per_seed": [],
                 "per_fold": None,
                 "metrics": {"top1_acc": {"mean": mean, "std": std}},
@@ -57,8 +73,8 @@ def test_write_results_writes_json_markdown_and_confusion(tmp_path: Path) -> Non
 
     assert json.loads((tmp_path / "results.json").read_text()) == results
     md = (tmp_path / "results.md").read_text()
-    assert "| task | metric | mean ± std | n test | note |" in md
-    assert "| esc | top1_acc | 0.9000 ± 0.0100 | 12 |  |" in md
+    assert "| task | metric | mean ± std | 95 % CI | n test | note |" in md
+    assert "| esc | top1_acc | 0.9000 ± 0.0100 | [0.8500, 0.9500] | 12 |  |" in md
     assert "/data/bad.wav" in md and "not audio" in md
     assert TEST_SELECTED_NOTE not in md
     assert (tmp_path / "confusion_esc.png").read_bytes().startswith(PNG_MAGIC)
@@ -75,7 +91,7 @@ def test_write_results_writes_json_markdown_and_confusion(tmp_path: Path) -> Non
 def test_markdown_marks_test_selected_results(tmp_path: Path) -> None:
     write_results(fake_results("decar-b0", {"esc": (0.9, 0.01)}, selection="test"), tmp_path)
     md = (tmp_path / "results.md").read_text()
-    assert f"| esc | top1_acc | 0.9000 ± 0.0100 | 12 | {TEST_SELECTED_NOTE} |" in md
+    assert f"| esc | top1_acc | 0.9000 ± 0.0100 | [0.8500, 0.9500] | 12 | {TEST_SELECTED_NOTE} |" in md
 
 
 def test_plot_confusion_many_classes(tmp_path: Path) -> None:
@@ -93,14 +109,17 @@ def test_compare_table_average_and_dagger(tmp_path: Path) -> None:
     )
     c = write_run(tmp_path / "c", fake_results("paper-b0", {"esc": (0.9, 0.0), "speech": (0.7, 0.0)}, "test"))
 
-    text = compare([a, b, c], tmp_path / "cmp")
+    text = compare([a, b, c], tmp_path / "cmp", allow_mixed_protocols=True)
 
     lines = text.splitlines()
+    linear, paper = (f"{name} ({PROTOCOLS[name].settings_hash})" for name in ("linear", "paper"))
     assert lines[0] == "| model | protocol | esc | speech | nsynth | Average |"
-    assert lines[2] == "| decar-b0 | linear | 0.8000 ± 0.0200 | 0.6000 ± 0.0400 | — | 0.7000 |"
+    assert lines[2] == f"| decar-b0 | {linear} | 0.8000 ± 0.0200 | 0.6000 ± 0.0400 | — | 0.7000 |"
     # byola's nsynth is left out of its average: not every model has it
-    assert lines[3] == "| byola | linear | 0.7000 ± 0.0100 | 0.5000 ± 0.0000 | 0.3000 ± 0.1000 | 0.6000 |"
-    assert lines[4] == f"| paper-b0 | paper | 0.9000 ± 0.0000{DAGGER} | 0.7000 ± 0.0000{DAGGER} | — | 0.8000{DAGGER} |"
+    assert lines[3] == f"| byola | {linear} | 0.7000 ± 0.0100 | 0.5000 ± 0.0000 | 0.3000 ± 0.1000 | 0.6000 |"
+    assert lines[4] == (
+        f"| paper-b0 | {paper} | 0.9000 ± 0.0000{DAGGER} | 0.7000 ± 0.0000{DAGGER} | — | 0.8000{DAGGER} |"
+    )
     assert f"{DAGGER} {TEST_SELECTED_NOTE}" in text
     assert "2 task(s) every model has (esc, speech)" in text
     assert (tmp_path / "cmp" / "compare.md").read_text() == text
@@ -137,3 +156,89 @@ def test_cli_compare_folder_without_results_is_one_line(tmp_path: Path) -> None:
     assert "error:" in result.output and "has no results.json" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------------ mixed protocols
+@pytest.mark.parametrize(
+    ("second", "shown"),
+    [
+        ({"protocol": "evar-linear"}, "evar-linear ("),
+        ({"protocol_hash": "0123456789ab"}, "linear (0123456789ab)"),
+        ({"protocol_hash": None}, "linear (no settings hash)"),  # results.json from before settings hashes
+    ],
+)
+def test_compare_refuses_mixed_or_unknown_protocols(tmp_path: Path, second: dict[str, Any], shown: str) -> None:
+    a = write_run(tmp_path / "a", fake_results("decar-b0", {"esc": (0.8, 0.02)}))
+    other = {**fake_results("byola", {"esc": (0.7, 0.01)}), **second}
+    if other["protocol_hash"] is None:
+        del other["protocol_hash"]
+    b = write_run(tmp_path / "b", other)
+    with pytest.raises(ValueError, match="--allow-mixed-protocols") as error:
+        compare([a, b])
+    assert str(a) in str(error.value) and str(b) in str(error.value) and shown in str(error.value)
+    text = compare([a, b], allow_mixed_protocols=True)
+    assert "| byola | " + shown in text
+
+
+def test_cli_compare_mixed_protocols_is_one_line_unless_allowed(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", fake_results("decar-b0", {"esc": (0.8, 0.02)}))
+    b = write_run(tmp_path / "b", fake_results("byola", {"esc": (0.7, 0.01)}, protocol="knn"))
+    refused = CliRunner().invoke(app, ["compare", str(a), str(b)], env={"COLUMNS": "2000"})
+    assert refused.exit_code == 2
+    assert refused.output.startswith("error:") and len(refused.output.strip().splitlines()) == 1
+    assert "linear" in refused.output and "knn" in refused.output
+    allowed = CliRunner().invoke(app, ["compare", str(a), str(b), "--allow-mixed-protocols"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "byola" in allowed.output
+
+
+# ------------------------------------------------------------------------------------------- paired tests
+def predictions(correct: np.ndarray, order: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Arrays of a predictions file for 3-class clips, right where `correct` (two seeds, the same scores)."""
+    n = len(correct)
+    labels = np.arange(n) % 3
+    predicted = np.where(correct, labels, (labels + 1) % 3)
+    arrays = {
+        "clip_id": np.array([f"audio/clip{i:03d}.wav" for i in range(n)]),
+        "fold": np.array(["fold0" if i < n // 2 else "fold1" for i in range(n)]),
+        "labels": labels,
+        "scores": np.stack([np.eye(3, dtype=np.float32)[predicted]] * 2),
+        "seeds": np.array([0, 1]),
+    }
+    if order is not None:
+        for name in ("clip_id", "fold", "labels"):
+            arrays[name] = arrays[name][order]
+        arrays["scores"] = arrays["scores"][:, order]
+    return arrays
+
+
+def write_scored_run(folder: Path, name: str, correct: np.ndarray, order: np.ndarray | None = None) -> Path:
+    results = fake_results(name, {"esc": (float(correct.mean()), 0.0)})
+    results["tasks"]["esc"]["predictions"] = predictions_file("esc")
+    write_results(results, folder, predictions={"esc": predictions(correct, order)})
+    return folder
+
+
+def test_compare_marks_significant_differences_from_the_first_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.random(300) < 0.85
+    much_worse = reference & (rng.random(300) > 0.3)  # loses 30 % of the reference's hits
+    one_clip_worse = reference.copy()
+    one_clip_worse[np.flatnonzero(reference)[0]] = False
+    # the second run stores its clips in another order: clips are matched by id, not position
+    a = write_scored_run(tmp_path / "a", "ref", reference)
+    b = write_scored_run(tmp_path / "b", "worse", much_worse, order=rng.permutation(300))
+    c = write_scored_run(tmp_path / "c", "same", one_clip_worse)
+    assert np.load(b / "predictions" / "esc.npz")["clip_id"][0] != "audio/clip000.wav"
+
+    rows = {line.split(" | ")[0].strip("| "): line for line in compare([a, b, c]).splitlines() if line.startswith("|")}
+    assert f"{much_worse.mean():.4f} ± 0.0000{SIGNIFICANT} |" in rows["worse"]
+    assert SIGNIFICANT not in rows["same"] and SIGNIFICANT not in rows["ref"]
+
+
+def test_compare_without_predictions_says_which_pairs_are_untested(tmp_path: Path) -> None:
+    a = write_scored_run(tmp_path / "a", "ref", np.ones(30, bool))
+    b = write_run(tmp_path / "b", fake_results("old", {"esc": (0.5, 0.0)}))  # written before predictions files
+    text = compare([a, b])
+    assert "No paired test for: old on esc (no predictions file)." in text
+    assert SIGNIFICANT + " |" not in text

@@ -17,10 +17,13 @@ from typer.testing import CliRunner
 from decar.cli import app
 from decar.evaluate import runner
 from decar.evaluate.cache import load_waveforms
+from decar.evaluate.metrics import PRIMARY_METRIC, score
 from decar.evaluate.models import EvalModel, LogMelStatsModel
-from decar.evaluate.report import TEST_SELECTED_NOTE
-from decar.evaluate.runner import evaluate
-from decar.evaluate.tasks import TaskError, load_task
+from decar.evaluate.protocols import PROTOCOLS
+from decar.evaluate.report import SIGNIFICANT, TEST_SELECTED_NOTE
+from decar.evaluate.runner import clip_id, evaluate
+from decar.evaluate.stats import FoldPredictions, bootstrap_interval
+from decar.evaluate.tasks import Clip, TaskError, load_task
 from decar.testing import synthetic_clip, write_bad_files, write_random_checkpoint
 
 KINDS = ("tone", "noise_high", "clicks")
@@ -131,6 +134,54 @@ def test_results_json_structure(logmel_run: tuple[Path, dict[str, Any]]) -> None
                 assert 0.0 <= metric["mean"] <= 1.0, name
 
 
+def test_every_task_row_carries_the_protocol_and_its_settings_hash(logmel_run: tuple[Path, dict[str, Any]]) -> None:
+    results = logmel_run[1]
+    expected = PROTOCOLS["linear"].settings_hash
+    assert results["protocol_hash"] == expected
+    for task in results["tasks"].values():
+        assert (task["protocol"], task["protocol_hash"]) == ("linear", expected)
+        assert all(p["hyperparameters"]["protocol"] == "linear" for p in task["probe"])
+        assert task["std"] == 0.0  # the default probe is deterministic: every seed gives the same score
+
+
+def test_predictions_file_reproduces_the_scores(logmel_run: tuple[Path, dict[str, Any]]) -> None:
+    out, results = logmel_run
+    for task in results["tasks"].values():
+        with np.load(out / task["predictions"]) as data:
+            arrays = {key: data[key] for key in data.files}
+        assert set(arrays) == {"clip_id", "fold", "labels", "scores", "seeds"}
+        n, classes = task["num_clips"]["test"], len(task["vocabulary"])
+        assert arrays["scores"].shape == (3, n, classes) and arrays["scores"].dtype == np.float32
+        assert len(set(zip(arrays["fold"], arrays["clip_id"], strict=True))) == n  # one row per tested clip
+        assert not any(clip.startswith("/") for clip in arrays["clip_id"])  # relative to the task folder
+        assert arrays["seeds"].tolist() == [0, 1, 2]
+        folds = list(dict.fromkeys(arrays["fold"]))
+        assert folds == (list(task["per_fold"]) if task["per_fold"] else ["all"])
+        # each seed's score, recomputed from the file, is the one in results.json (mean over folds)
+        primary = PRIMARY_METRIC[task["multilabel"]]
+        for seed, entry in enumerate(task["per_seed"]):
+            in_fold = [arrays["fold"] == fold for fold in folds]
+            per_fold = [
+                score(arrays["labels"][i], arrays["scores"][seed][i], task["multilabel"])[primary] for i in in_fold
+            ]
+            assert entry["value"] == pytest.approx(np.mean(per_fold))
+        # and the interval is the bootstrap of exactly these predictions
+        fold_predictions = [
+            FoldPredictions(arrays["labels"][arrays["fold"] == f], arrays["scores"][:, arrays["fold"] == f])
+            for f in folds
+        ]
+        assert task["ci95"] == pytest.approx(list(bootstrap_interval(fold_predictions, task["multilabel"])))
+        assert task["ci95"][0] <= task["mean"] <= task["ci95"][1]
+
+
+def test_clip_ids_are_relative_and_name_segments(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    assert clip_id(Clip(tmp_path / "a" / "dog.wav", ("dog",)), root) == "a/dog.wav"
+    segment = Clip(tmp_path / "long.wav", ("dog",), start_s=12.0, duration_s=1.0)
+    assert clip_id(segment, root) == "long.wav@12.000+1.000"
+    assert clip_id(Clip(tmp_path / "long.wav", ("dog",), start_s=3.5), root) == "long.wav@3.500+end"
+
+
 def test_separable_task_is_solved(logmel_run: tuple[Path, dict[str, Any]]) -> None:
     kinds = logmel_run[1]["tasks"]["kinds"]
     assert kinds["primary_metric"] == "top1_acc"
@@ -161,7 +212,8 @@ def test_markdown_and_confusion(logmel_run: tuple[Path, dict[str, Any]]) -> None
     out, results = logmel_run
     md = (out / "results.md").read_text()
     kinds = results["tasks"]["kinds"]
-    assert f"| kinds | top1_acc | {kinds['mean']:.4f} ± {kinds['std']:.4f} | 18 |" in md
+    low, high = kinds["ci95"]
+    assert f"| kinds | top1_acc | {kinds['mean']:.4f} ± {kinds['std']:.4f} | [{low:.4f}, {high:.4f}] | 18 |" in md
     assert "| mixes | mAP |" in md and TEST_SELECTED_NOTE not in md
     assert (out / "confusion_kinds.png").stat().st_size > 1000
     assert (out / "confusion_kinds_kfold.png").is_file()
@@ -176,6 +228,16 @@ def test_paper_protocol_is_labelled_test_selected(tasks: dict[str, Path], tmp_pa
     assert json.loads((tmp_path / "results.json").read_text())["selection"] == "test"
     assert all(p["selection"] == "test" for p in results["tasks"]["kinds"]["probe"])
     assert TEST_SELECTED_NOTE in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["evar-linear", "hear-mlp", "knn"])
+def test_other_probe_protocols_run_end_to_end(tasks: dict[str, Path], tmp_path: Path, protocol: str) -> None:
+    results = evaluate("logmel-stats", [str(tasks["split"])], tmp_path, protocol=protocol, seeds=1, progress=False)
+    task = results["tasks"]["kinds"]
+    assert results["protocol"] == protocol and task["protocol_hash"] == PROTOCOLS[protocol].settings_hash
+    assert task["mean"] >= 0.9  # three easy sound kinds
+    assert [p["hyperparameters"]["protocol"] for p in task["probe"]] == [protocol]
+    assert (tmp_path / task["predictions"]).is_file()
 
 
 def test_bad_file_is_reported_and_the_run_completes(tmp_path: Path) -> None:
@@ -228,16 +290,24 @@ def test_finetune_needs_an_encoder(tasks: dict[str, Path], tmp_path: Path) -> No
 def test_cli_evaluate_then_compare(tasks: dict[str, Path], tmp_path: Path) -> None:
     cli = CliRunner()
     checkpoint = write_random_checkpoint(tmp_path / "random.pt")
-    for model, out in (("logmel-stats", "a"), (str(checkpoint), "b")):
+    runs = (("logmel-stats", "a", "linear"), (str(checkpoint), "b", "linear"), ("logmel-stats", "c", "knn"))
+    for model, out, protocol in runs:
         args = ["evaluate", "--model", model, "--task", str(tasks["split"]), "--seeds", "1", "-o", str(tmp_path / out)]
-        result = cli.invoke(app, args, env={"COLUMNS": "200"})
+        result = cli.invoke(app, [*args, "--protocol", protocol], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
-        assert "kinds" in result.output and "top1_acc" in result.output
+        assert "kinds" in result.output and "top1_acc" in result.output and "95 % CI" in result.output
     names = [json.loads((tmp_path / d / "results.json").read_text())["model"]["name"] for d in "ab"]
     result = cli.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
     assert all(name in result.output for name in names) and "Average" in result.output
+    assert f"{SIGNIFICANT} differs from" in result.output and "No paired test" not in result.output
     assert (tmp_path / "cmp" / "compare.png").is_file()
+
+    mixed = [str(tmp_path / "a"), str(tmp_path / "c")]
+    refused = cli.invoke(app, ["compare", *mixed], env={"COLUMNS": "2000"})
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "knn" in refused.output and str(tmp_path / "c") in refused.output
+    assert cli.invoke(app, ["compare", *mixed, "--allow-mixed-protocols"]).exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -264,6 +334,8 @@ def test_cli_help_lists_spec_forms() -> None:
     output = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).output
     for text in ("logmel-stats", "byola:", "hear:", "random:", "NAME:ROOT", "task_metadata.json", "manifest", "esc50"):
         assert text in output, text
+    for name in PROTOCOLS:
+        assert name in output, name
 
 
 def test_task_errors_stop_the_run_before_any_embedding(

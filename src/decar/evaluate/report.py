@@ -1,8 +1,10 @@
 """Evaluation reports people can read and paste: results.json, a Markdown table, confusion matrices, comparisons.
 
-`results.json` is the record (model fingerprint, protocol, every seed, versions); the Markdown and PNG files are
-views of it, so `compare` works from results.json alone and can compare runs made on different days or machines.
-Results whose model was selected on the test set (the papers' protocol) carry a dagger wherever they are shown.
+`results.json` is the record (model fingerprint, protocol and its settings hash, every seed, bootstrap
+intervals, versions); predictions/<task>.npz hold the per-clip test scores; the Markdown and PNG files are
+views of them, so `compare` works from the results folders alone and can compare runs made on different days or
+machines. Results whose model was selected on the test set (the papers' protocol) carry a dagger wherever they
+are shown.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from rich.table import Table
 
-from decar._io import atomic_write_bytes, atomic_write_text
+from decar._io import atomic_write, atomic_write_bytes, atomic_write_text
+from decar.evaluate.stats import LEVEL, RESAMPLES, FoldPredictions, paired_bootstrap
 
 TEST_SELECTED_NOTE = "test-selected (paper protocol)"
 DAGGER = "†"
+SIGNIFICANT = "*"
+"""Marks a compared score that differs from the reference row's at 95 % (paired bootstrap)."""
 _MAX_TICK_LABELS = 40
 """Above this many classes the confusion matrix is drawn without per-class tick labels (unreadable anyway)."""
 
@@ -34,12 +39,30 @@ def file_stem(task_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_name)
 
 
+def predictions_file(task_name: str) -> str:
+    """Where a task's per-clip test predictions live, relative to the results folder."""
+    return f"predictions/{file_stem(task_name)}.npz"
+
+
 def format_score(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def write_results(results: dict[str, Any], out_dir: Path, confusions: dict[str, np.ndarray] | None = None) -> None:
-    """Write OUT/results.json, OUT/results.md and, per multiclass task, confusion_<task>.csv and .png.
+def format_interval(task: dict[str, Any]) -> str:
+    """A task's bootstrap interval as "[lo, hi]", or "—" for results written before intervals existed."""
+    if "ci95" not in task:
+        return "—"
+    low, high = task["ci95"]
+    return f"[{low:.4f}, {high:.4f}]"
+
+
+def write_results(
+    results: dict[str, Any],
+    out_dir: Path,
+    confusions: dict[str, np.ndarray] | None = None,
+    predictions: dict[str, dict[str, np.ndarray]] | None = None,
+) -> None:
+    """Write OUT/results.json, OUT/results.md, per multiclass task confusion_<task>.csv and .png, and predictions.
 
     Args:
         results: the dict `decar.evaluate.runner.evaluate` returns (JSON-serialisable).
@@ -47,8 +70,14 @@ def write_results(results: dict[str, Any], out_dir: Path, confusions: dict[str, 
         confusions: task name -> (C, C) confusion counts (rows true class, columns predicted); the matrices live
             in CSV files next to results.json rather than inside it, which would grow to millions of lines for
             speaker-ID tasks.
+        predictions: task name -> arrays (clip_id, fold, labels, scores, seeds) for `predictions_file(task)`,
+            a compressed .npz.
     """
     out_dir = Path(out_dir)
+    for name, arrays in (predictions or {}).items():
+        atomic_write(
+            out_dir / predictions_file(name), lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays)
+        )
     for name, matrix in (confusions or {}).items():
         task = results["tasks"][name]
         stem = file_stem(name)
@@ -69,8 +98,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"- protocol: {results['protocol']}, selection on {results['selection']} data, seeds {results['seeds']}",
         f"- decar {results['versions']['decar']}, torch {results['versions']['torch']}, {results['date']}",
         "",
-        "| task | metric | mean ± std | n test | note |",
-        "|---|---|---|---|---|",
+        "| task | metric | mean ± std | 95 % CI | n test | note |",
+        "|---|---|---|---|---|---|",
     ]
     for name, task in results["tasks"].items():
         note = TEST_SELECTED_NOTE if test_selected else ""
@@ -78,9 +107,14 @@ def results_markdown(results: dict[str, Any]) -> str:
             note = "; ".join(filter(None, [note, f"mean of {len(task['per_fold'])} folds"]))
         lines.append(
             f"| {name} | {task['primary_metric']} | {format_score(task['mean'], task['std'])} "
-            f"| {task['num_clips']['test']} | {note} |"
+            f"| {format_interval(task)} | {task['num_clips']['test']} | {note} |"
         )
-    lines += ["", "Mean ± std over seeds (sample std); k-fold tasks average the folds within each seed first."]
+    lines += [
+        "",
+        "Mean ± std over probe seeds (sample std); k-fold tasks average the folds within each seed first.",
+        f"95 % CI: percentile bootstrap over test clips ({RESAMPLES} resamples, drawn within each fold), the "
+        "uncertainty due to the finite test set.",
+    ]
     if test_selected:
         lines.append(
             f"{TEST_SELECTED_NOTE}: the probe epoch was chosen by test accuracy, as in the DECAR/LAPE code; "
@@ -97,13 +131,14 @@ def summary_table(results: dict[str, Any]) -> Table:
     """The per-task summary printed at the end of `decar evaluate`."""
     mark = f" {DAGGER}" if results["selection"] == "test" else ""
     table = Table(title=f"{results['model']['name']} — {results['protocol']} probe{mark}")
-    for column in ("task", "metric", "mean ± std", "n test", "failed"):
+    for column in ("task", "metric", "mean ± std", "95 % CI", "n test", "failed"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, task in results["tasks"].items():
         table.add_row(
             name,
             task["primary_metric"],
             format_score(task["mean"], task["std"]) + mark,
+            format_interval(task),
             str(task["num_clips"]["test"]),
             str(len(task["failures"])),
         )
@@ -152,9 +187,13 @@ def load_results(result_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
 
 
-def compare(result_dirs: list[Path], out: Path | None = None) -> str:
+def compare(result_dirs: list[Path], out: Path | None = None, allow_mixed_protocols: bool = False) -> str:
     """Side-by-side Markdown table, models × tasks, of the primary metric (mean ± std over seeds).
 
+    Runs made with different protocols (another name or settings hash; results without a hash count as unknown)
+    are refused unless `allow_mixed_protocols`: their numbers measure different things. The first folder is the
+    reference: another row's score carries a `SIGNIFICANT` mark where a paired bootstrap over the test clips both
+    runs scored (matched by clip id, identical resamples for both) says it differs from the reference's at 95 %.
     The Average column is the unweighted mean over the tasks every model was evaluated on (metrics of different
     tasks are averaged as they are, as in HEAR and EVAR summaries), so rows stay comparable. Test-selected
     results carry a dagger and a footnote. With `out`, writes out/compare.md and a grouped bar chart
@@ -166,19 +205,26 @@ def compare(result_dirs: list[Path], out: Path | None = None) -> str:
     if not result_dirs:
         raise ValueError("compare needs at least one results folder")
     runs = [load_results(folder) for folder in result_dirs]
+    if not allow_mixed_protocols:
+        _check_protocols(runs, result_dirs)
     labels = _row_labels(runs, result_dirs)
     tasks = list(dict.fromkeys(name for run in runs for name in run["tasks"]))
     shared = [name for name in tasks if all(name in run["tasks"] for run in runs)]
+    significant, untested = _paired_tests(runs, result_dirs, labels, tasks)
     header = ["model", "protocol", *tasks, "Average"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, run in zip(labels, runs, strict=True):
+    for row, (label, run) in enumerate(zip(labels, runs, strict=True)):
         mark = DAGGER if run["selection"] == "test" else ""
         cells = [
-            format_score(run["tasks"][name]["mean"], run["tasks"][name]["std"]) + mark if name in run["tasks"] else "—"
+            format_score(run["tasks"][name]["mean"], run["tasks"][name]["std"])
+            + (SIGNIFICANT if significant.get((row, name)) else "")
+            + mark
+            if name in run["tasks"]
+            else "—"
             for name in tasks
         ]
         average = f"{np.mean([run['tasks'][name]['mean'] for name in shared]):.4f}{mark}" if shared else "—"
-        lines.append("| " + " | ".join([label, run["protocol"], *cells, average]) + " |")
+        lines.append("| " + " | ".join([label, _protocol_label(run), *cells, average]) + " |")
     metrics = {
         name: next(run["tasks"][name]["primary_metric"] for run in runs if name in run["tasks"]) for name in tasks
     }
@@ -187,6 +233,13 @@ def compare(result_dirs: list[Path], out: Path | None = None) -> str:
         f"Mean ± std over seeds. Average: unweighted mean over the {len(shared)} task(s) every model has"
         + (f" ({', '.join(shared)})." if shared else "; none here.")
     )
+    if len(runs) > 1:
+        lines.append(
+            f"{SIGNIFICANT} differs from {labels[0]} (the first folder, the reference) at {LEVEL:.0%}: paired "
+            f"bootstrap over the test clips both runs scored, matched by clip id ({RESAMPLES} resamples)."
+        )
+    if untested:
+        lines.append("No paired test for: " + "; ".join(untested) + ".")
     if any(run["selection"] == "test" for run in runs):
         lines.append(
             f"{DAGGER} {TEST_SELECTED_NOTE}: the probe was selected on the test set; optimistic, and not comparable "
@@ -198,6 +251,84 @@ def compare(result_dirs: list[Path], out: Path | None = None) -> str:
         atomic_write_text(out / "compare.md", text)
         _plot_compare(runs, labels, tasks, out / "compare.png")
     return text
+
+
+def _protocol_label(run: dict[str, Any]) -> str:
+    return f"{run['protocol']} ({run.get('protocol_hash') or 'no settings hash'})"
+
+
+def _check_protocols(runs: list[dict[str, Any]], folders: list[Path]) -> None:
+    """Refuse runs of different protocols (name or settings hash), or of unknown settings (no hash)."""
+    identities = {(run["protocol"], run.get("protocol_hash")) for run in runs}
+    if len(runs) < 2 or (len(identities) == 1 and None not in {hash_ for _, hash_ in identities}):
+        return
+    described = ", ".join(f"{folder}: {_protocol_label(run)}" for folder, run in zip(folders, runs, strict=True))
+    raise ValueError(
+        f"refusing to compare results of different or unknown protocols ({described}); rerun them with one "
+        "--protocol, or pass --allow-mixed-protocols"
+    )
+
+
+def _paired_tests(
+    runs: list[dict[str, Any]], folders: list[Path], labels: list[str], tasks: list[str]
+) -> tuple[dict[tuple[int, str], bool], list[str]]:
+    """Paired bootstrap of every row against the first on each shared task: (row, task) → significant.
+
+    Also returns "<row> on <task> (<why>)" for pairs that could not be tested.
+    """
+    significant: dict[tuple[int, str], bool] = {}
+    untested: list[str] = []
+    for row in range(1, len(runs)):
+        for name in tasks:
+            if name not in runs[0]["tasks"] or name not in runs[row]["tasks"]:
+                continue
+            reference = _load_predictions(folders[0], runs[0]["tasks"][name])
+            other = _load_predictions(folders[row], runs[row]["tasks"][name])
+            if reference is None or other is None:
+                untested.append(f"{labels[row]} on {name} (no predictions file)")
+                continue
+            if runs[0]["tasks"][name]["vocabulary"] != runs[row]["tasks"][name]["vocabulary"]:
+                untested.append(f"{labels[row]} on {name} (other label vocabulary)")
+                continue
+            matched = _matched_folds(other, reference)
+            if matched is None:
+                untested.append(f"{labels[row]} on {name} (no shared test clips with the same labels)")
+                continue
+            multilabel = np.asarray(reference["labels"]).ndim == 2
+            significant[(row, name)] = paired_bootstrap(*matched, multilabel).significant
+    return significant, untested
+
+
+def _load_predictions(folder: Path, task: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """A task's predictions arrays, or None for results written without them."""
+    path = Path(folder) / task["predictions"] if "predictions" in task else None
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _matched_folds(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray]
+) -> tuple[list[FoldPredictions], list[FoldPredictions]] | None:
+    """Both runs' predictions on the clips they share, fold by fold in the same clip order; None if none agree."""
+    rows_b = {(str(fold), str(clip)): i for i, (fold, clip) in enumerate(zip(b["fold"], b["clip_id"], strict=True))}
+    folds_a: list[FoldPredictions] = []
+    folds_b: list[FoldPredictions] = []
+    for fold in dict.fromkeys(str(name) for name in a["fold"]):
+        pairs = [
+            (i, rows_b[(fold, str(clip))])
+            for i, clip in enumerate(a["clip_id"])
+            if str(a["fold"][i]) == fold and (fold, str(clip)) in rows_b
+        ]
+        if not pairs:
+            continue
+        index_a, index_b = (np.array(index) for index in zip(*pairs, strict=True))
+        if not np.array_equal(a["labels"][index_a], b["labels"][index_b]):
+            return None
+        folds_a.append(FoldPredictions(a["labels"][index_a], a["scores"][:, index_a]))
+        folds_b.append(FoldPredictions(b["labels"][index_b], b["scores"][:, index_b]))
+    return (folds_a, folds_b) if folds_a else None
 
 
 def _row_labels(runs: list[dict[str, Any]], folders: list[Path]) -> list[str]:

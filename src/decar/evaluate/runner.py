@@ -8,7 +8,11 @@ Models without fitted statistics embed each clip of a task once, however many fo
 
 Aggregation: a seed's score on a k-fold task is the mean over its folds; the reported value is the mean ± sample
 std over seeds of those per-seed scores, so the spread measures probe randomness, not fold difficulty (per-fold
-means over seeds are kept in `per_fold`). The confusion matrix is the first seed's, summed over folds.
+means over seeds are kept in `per_fold`). Deterministic probes ("linear", "knn") give the same score for every
+seed (std 0). `ci95` is a bootstrap interval over test clips (`decar.evaluate.stats`): it measures how much the
+score depends on which clips happen to be in the test set. Per-clip test scores of every seed go to
+predictions/<task>.npz for paired comparisons (`decar compare`). The confusion matrix is the first seed's,
+summed over folds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -35,14 +40,16 @@ from decar.evaluate.cache import embed_clips, load_waveforms
 from decar.evaluate.metrics import PRIMARY_METRIC, confusion, score
 from decar.evaluate.models import EvalModel, load_eval_model
 from decar.evaluate.protocols import PROTOCOLS, finetune, run_seeds
-from decar.evaluate.report import summary_table, write_results
+from decar.evaluate.report import predictions_file, summary_table, write_results
+from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_interval
 from decar.evaluate.tasks import Clip, Split, Task, load_task
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_CHOICES = ("linear", "mlp", "finetune", "paper")
-"""linear / mlp: probes on frozen embeddings selected on validation; finetune: the whole encoder, selected on
-validation; paper: the DECAR/LAPE code's protocol (best test epoch), reported as test-selected."""
+PROTOCOL_CHOICES = tuple(PROTOCOLS)
+"""linear, evar-linear, hear-mlp, knn: probes on frozen embeddings selected on validation; finetune: the whole
+encoder, selected on validation; paper: the DECAR/LAPE code's protocol (best test epoch), test-selected."""
+PROBE_PROTOCOLS = tuple(name for name in PROTOCOLS if name not in ("finetune", "paper"))
 
 PARTS = ("train", "valid", "test")
 
@@ -51,6 +58,8 @@ PARTS = ("train", "valid", "test")
 class _Part:
     """One part (train, valid or test) of a split, ready for a probe."""
 
+    clips: list[Clip]
+    """The clips that loaded, in the order of `inputs`."""
     inputs: np.ndarray | list[np.ndarray]
     """Embeddings (N, D), or waveforms to fine-tune on."""
     targets: np.ndarray
@@ -91,7 +100,8 @@ def evaluate(
         progress: show progress bars and print the summary table.
 
     Returns:
-        The dict written to results.json.
+        The dict written to results.json (per task: mean ± std over seeds, `ci95` over test clips, the protocol's
+        name and settings hash, and the path of its per-clip predictions file).
 
     Raises:
         TaskError, ValueError, FileNotFoundError: a bad task, model or protocol, found before any clip is embedded.
@@ -112,7 +122,7 @@ def evaluate(
     if protocol == "finetune" and model.audio_encoder is None:
         raise ValueError(
             f"protocol finetune needs a trainable decar encoder, and model {model_spec!r} ({model.name}) has none; "
-            "use --protocol linear or mlp for it"
+            f"use a probe protocol ({', '.join(PROBE_PROTOCOLS)}) for it"
         )
     seed_list = list(range(seeds))
     recipe = {"protocol": protocol, "preset": _jsonable(PROTOCOLS[protocol]), "seeds": seed_list}
@@ -125,6 +135,7 @@ def evaluate(
             "sample_rate": model.sample_rate,
         },
         "protocol": protocol,
+        "protocol_hash": PROTOCOLS[protocol].settings_hash,
         "selection": "test" if protocol == "paper" else "valid",
         "seeds": seed_list,
         "tasks": {},
@@ -134,18 +145,22 @@ def evaluate(
             "task_specs": [str(spec) for spec in task_specs],
             "cache_dir": str(cache_dir) if cache_dir else None,
             "device": device,
+            "bootstrap": {"resamples": RESAMPLES, "seed": SEED, "level": LEVEL},
         },
         "versions": _versions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     confusions: dict[str, np.ndarray] = {}
+    predictions: dict[str, dict[str, np.ndarray]] = {}
     for task in tasks:
         log.info("task %s: %d clips, %d labels, %s", task.name, len(task.clips), len(task.vocabulary), task.source)
-        entry, matrix = _evaluate_task(model, task, splits[task.name], protocol, seed_list, cache_dir, progress)
+        entry, matrix, predictions[task.name] = _evaluate_task(
+            model, task, splits[task.name], protocol, seed_list, cache_dir, progress
+        )
         results["tasks"][task.name] = entry
         if matrix is not None:
             confusions[task.name] = matrix
-    write_results(results, Path(out_dir), confusions)
+    write_results(results, Path(out_dir), confusions, predictions)
     if progress:
         Console().print(summary_table(results))
     return results
@@ -159,14 +174,15 @@ def _evaluate_task(
     seeds: list[int],
     cache_dir: Path | None,
     progress: bool,
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """All splits and seeds of one task: its results.json entry and its confusion matrix (multiclass only)."""
+) -> tuple[dict[str, Any], np.ndarray | None, dict[str, np.ndarray]]:
+    """All splits and seeds of one task: its results.json entry, confusion matrix (multiclass) and predictions."""
     num_classes = len(task.vocabulary)
     matrix = None if task.multilabel else np.zeros((num_classes, num_classes), dtype=np.int64)
     failures: dict[Clip, str] = {}
     counts = dict.fromkeys(PARTS, 0)
     fold_metrics: dict[str, list[dict[str, float]]] = {}
     probe_details: list[dict[str, Any]] = []
+    tested: dict[str, tuple[list[Clip], FoldPredictions]] = {}
     seconds = {"embed": 0.0, "probe": 0.0}
     fitted = _fits_statistics(model)
     shared: dict[Clip, np.ndarray] = {}
@@ -187,9 +203,51 @@ def _evaluate_task(
         seconds["probe"] += time.perf_counter() - start
         fold_metrics[split.name] = [run.test_metrics for run in runs]
         probe_details += [{"seed": run.seed, "split": split.name, **run.details} for run in runs]
+        test = parts["test"]
+        tested[split.name] = (test.clips, FoldPredictions(test.targets, np.stack([run.test_scores for run in runs])))
         if matrix is not None:
-            matrix += confusion(parts["test"].targets, runs[0].test_scores.argmax(axis=1), num_classes)
-    return _aggregate(task, seeds, fold_metrics, counts, failures, probe_details, seconds), matrix
+            matrix += confusion(test.targets, runs[0].test_scores.argmax(axis=1), num_classes)
+    entry = _aggregate(task, seeds, fold_metrics, counts, failures, probe_details, seconds)
+    low, high = bootstrap_interval([fold for _, fold in tested.values()], task.multilabel)
+    entry = {
+        "protocol": protocol,
+        "protocol_hash": PROTOCOLS[protocol].settings_hash,
+        **entry,
+        "ci95": [low, high],
+        "predictions": predictions_file(task.name),
+    }
+    return entry, matrix, _predictions(task, seeds, tested)
+
+
+def _predictions(
+    task: Task, seeds: list[int], tested: dict[str, tuple[list[Clip], FoldPredictions]]
+) -> dict[str, np.ndarray]:
+    """The arrays of predictions/<task>.npz: one row per tested clip, folds one after another.
+
+    clip_id (`clip_id`), fold (split name), labels (class indices or multi-hot rows), scores (seeds, clips,
+    classes) float32, seeds.
+    """
+    root = os.path.commonpath([str(clip.path.parent) for clip in task.clips])
+    return {
+        "clip_id": np.array([clip_id(clip, root) for clips, _ in tested.values() for clip in clips], dtype=str),
+        "fold": np.array([name for name, (clips, _) in tested.items() for _ in clips], dtype=str),
+        "labels": np.concatenate([fold.labels for _, fold in tested.values()]),
+        "scores": np.concatenate([fold.scores for _, fold in tested.values()], axis=1).astype(np.float32),
+        "seeds": np.array(seeds, dtype=np.int64),
+    }
+
+
+def clip_id(clip: Clip, root: str) -> str:
+    """A clip's identity across machines and runs: its path relative to the task's folder, plus the segment.
+
+    "audio/dog_01.wav" for a whole file; "audio/long.wav@12.000+1.000" for the 1 s segment starting at 12 s
+    ("+end" when the segment runs to the end of the file).
+    """
+    path = Path(os.path.relpath(clip.path, root)).as_posix()
+    if clip.start_s == 0 and clip.duration_s is None:
+        return path
+    length = "end" if clip.duration_s is None else f"{clip.duration_s:.3f}"
+    return f"{path}@{clip.start_s:.3f}+{length}"
 
 
 def _fits_statistics(model: EvalModel) -> bool:
@@ -229,7 +287,7 @@ def _part(task: Task, split: Split, name: str, inputs: dict[Clip, np.ndarray], s
     if not ok:
         raise ValueError(f"task {task.name!r} split {split.name!r}: every {name} clip failed to load")
     rows = [inputs[clip] for clip in ok]
-    return _Part(np.stack(rows) if stack else rows, _targets(ok, task.vocabulary, task.multilabel))
+    return _Part(ok, np.stack(rows) if stack else rows, _targets(ok, task.vocabulary, task.multilabel))
 
 
 def _targets(clips: list[Clip], vocabulary: list[str], multilabel: bool) -> np.ndarray:

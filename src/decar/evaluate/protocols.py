@@ -225,6 +225,9 @@ class Protocol:
         return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
 
+PAPER_CONFIG = ProbeConfig(epochs=50, patience=50, lr=1e-3, batch_size=64, standardize=False)
+FINETUNE_CONFIG = ProbeConfig(epochs=30, patience=5, lr=1e-3, batch_size=16, standardize=False)
+
 PROTOCOLS: dict[str, Protocol] = {
     "linear": Protocol(
         "linear",
@@ -252,13 +255,13 @@ PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(
         "paper",
         "official DECAR recipe: Adam 1e-3, 50 epochs, batch 64, raw embeddings, BEST TEST EPOCH (test-selected)",
-        ProbeConfig(epochs=50, patience=50, lr=1e-3, batch_size=64, standardize=False),
+        PAPER_CONFIG,
         selection="test",
     ),
     "finetune": Protocol(
         "finetune",
         "encoder + linear head trained together (encoder at a smaller lr), early stopping on validation",
-        ProbeConfig(epochs=30, patience=5, lr=1e-3, batch_size=16, standardize=False),
+        FINETUNE_CONFIG,
     ),
 }
 
@@ -420,8 +423,7 @@ def fit_paper_protocol(train: Labelled, test: Labelled, num_classes: int, multil
     """
     x_train, y_train = _check_labelled("train", train, num_classes, multilabel)
     x_test, y_test = _check_labelled("test", test, num_classes, multilabel, x_train.shape[1])
-    config = PROTOCOLS["paper"].base
-    assert isinstance(config, ProbeConfig)
+    config = PAPER_CONFIG
     fit = _train_probe(config, x_train, y_train, x_test, y_test, num_classes, multilabel, seed, "test")
     test_scores = _predict(fit.network, x_test)
     return ProbeResult(
@@ -556,11 +558,11 @@ def finetune(
         num_classes: C.
         multilabel: labels (N, C) 0/1 (BCE) instead of class indices (CE).
         seed: fixes head initialisation, batch order, crops and dropout.
-        config: head and schedule (default: `PROTOCOLS["finetune"].base`); `hidden` adds MLP layers to the head.
+        config: head and schedule (default: `FINETUNE_CONFIG`); `hidden` adds MLP layers to the head.
         encoder_lr: learning rate of the encoder's parameters.
         max_seconds: longest training crop.
     """
-    config = PROTOCOLS["finetune"].base if config is None else config
+    config = FINETUNE_CONFIG if config is None else config
     if not encoder_lr > 0 or not max_seconds > 0:
         raise ValueError(f"encoder_lr and max_seconds must be positive, got {encoder_lr}, {max_seconds}")
     train_clips, y_train = _check_waveforms("train", train, num_classes, multilabel)

@@ -131,7 +131,9 @@ class LogisticConfig:
         refit: "train+valid" or "train" (keep the train-only fit at the selected strength).
     """
 
-    l2_grid: tuple[float, ...] = tuple(float(10.0**exponent) for exponent in np.arange(1.0, -6.25, -0.5))
+    # 10, 3.16, 1, 0.316, ..., 1e-6, rounded to three digits so that neither the values nor the settings hash
+    # depend on the platform's last-bit rounding of powers
+    l2_grid: tuple[float, ...] = tuple(float(f"{10 ** (half / 2):.3g}") for half in range(2, -13, -1))
     max_iterations: int = 500
     tolerance: float = 1e-5
     dtype: str = "float32"

@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect configurations.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Build benchmark data from free audio sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 USER_ERRORS = (ConfigError, CheckpointError, AudioError, FileNotFoundError, ValueError, RuntimeError)
@@ -282,6 +284,28 @@ def config_show(
     except USER_ERRORS as err:
         _fail(err)
     typer.echo(yaml.safe_dump(data, sort_keys=False))
+
+
+@data_app.command("build-bench")
+def build_bench_command(
+    out: Annotated[Path, typer.Option(help="Bench folder: corpus/, tasks/, manifest.csv, SOURCES.md.")],
+    cache: Annotated[Path, typer.Option(help="Debian package cache.")] = Path("~/.cache/decar/debian"),
+    seed: Annotated[int, typer.Option(help="Every random choice of the build derives from it.")] = 0,
+    scale: Annotated[float, typer.Option(help="Fraction of the full size, e.g. 0.05 for a quick build.")] = 1.0,
+    workers: Annotated[int, typer.Option(help="Rendering processes.")] = 2,
+) -> None:
+    """Fetch free Debian audio packages and build a pretraining corpus and labelled HEAR tasks from them.
+
+    Deterministic in --seed. Rerunning on the same --out with the same --seed and --scale resumes: finished clips
+    are kept. Reserved packages (kept for an outside check) are never fetched.
+    """
+    from decar.corpora.bench import BenchError, build_bench
+    from decar.corpora.debian import PackageUnavailableError, ReservedPackageError
+
+    try:
+        build_bench(out, cache, seed=seed, scale=scale, workers=workers, console=console)
+    except (BenchError, PackageUnavailableError, ReservedPackageError) as err:
+        _fail(err)
 
 
 def _is_rank_zero() -> bool:

@@ -331,7 +331,7 @@ def test_cli_evaluate_bad_spec_is_one_line(
 
 
 def test_cli_help_lists_spec_forms() -> None:
-    output = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).output
+    output = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200, env={"COLUMNS": "200"}).output
     for text in ("logmel-stats", "byola:", "hear:", "random:", "NAME:ROOT", "task_metadata.json", "manifest", "esc50"):
         assert text in output, text
     for name in PROTOCOLS:

@@ -262,6 +262,39 @@ def compare_command(
     typer.echo(text)
 
 
+@app.command("bench")
+def bench_command(
+    bench: Annotated[Path, typer.Option(help="A bench from `decar data build-bench` (or a folder of HEAR tasks).")],
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help=MODEL_SPEC_HELP + " Repeat; the first is the reference.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results: bench.md, bench.json, bench.png, one run each.")],
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe protocol(s) on frozen embeddings; the first makes the table. Default: linear."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Probe seeds per run.")] = 3,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these bench tasks (by name).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (default: OUT/embeddings).")] = None,
+    device: Annotated[str, typer.Option(help="Where the models run: cpu, cuda, mps.")] = "cpu",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Score several models on every bench task: a table (score, 95 % interval, paired marks) and a chart.
+
+    Each model × protocol is one `decar evaluate` run in OUT/<protocol>/<model>/; rerunning skips finished runs,
+    and all runs share one embedding cache, so a second protocol costs only its probes.
+    """
+    from decar.evaluate.bench import run_bench
+
+    _setup_logging(verbose)
+    try:
+        text = run_bench(bench, model, out, tuple(protocol or ["linear"]), seeds, task, cache_dir, device)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(text)
+    typer.echo(f"wrote {out / 'bench.md'}, {out / 'bench.json'} and {out / 'bench.png'}")
+
+
 @config_app.command("default")
 def config_default() -> None:
     """Print the default config (the paper's DECAR v1 settings) as YAML."""

@@ -44,10 +44,11 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Non
     )
     ax.set(title="seconds per epoch", xlabel="epoch")
     ax.legend()
-    _save(fig, Path(path))
+    save_png(fig, Path(path))
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_png(fig: plt.Figure, path: Path) -> None:
+    """Write a figure as PNG atomically and close it (plots are rewritten while runs go on)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

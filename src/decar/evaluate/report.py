@@ -23,8 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from rich.table import Table
 
-from decar._io import atomic_write, atomic_write_bytes, atomic_write_text
+from decar._io import atomic_write, atomic_write_text
 from decar.evaluate.stats import LEVEL, RESAMPLES, FoldPredictions, paired_bootstrap
+from decar.plots import save_png
 
 TEST_SELECTED_NOTE = "test-selected (paper protocol)"
 DAGGER = "†"
@@ -173,7 +174,7 @@ def plot_confusion(matrix: np.ndarray, vocabulary: list[str], path: Path, title:
                     fontsize=8,
                     color="white" if recall[i, j] > 0.5 else "black",
                 )
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def load_results(result_dir: Path) -> dict[str, Any]:
@@ -355,7 +356,7 @@ def _plot_compare(runs: list[dict[str, Any]], labels: list[str], tasks: list[str
     ax.legend(fontsize=8)
     if any(run["selection"] == "test" for run in runs):
         ax.set_title(f"{DAGGER} {TEST_SELECTED_NOTE}", fontsize=8, loc="right")
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def _write_confusion_csv(matrix: np.ndarray, vocabulary: list[str], path: Path) -> None:
@@ -365,10 +366,3 @@ def _write_confusion_csv(matrix: np.ndarray, vocabulary: list[str], path: Path) 
     for label, row in zip(vocabulary, np.asarray(matrix), strict=True):
         writer.writerow([label, *(int(v) for v in row)])
     atomic_write_text(path, buffer.getvalue())
-
-
-def _save_png(fig: plt.Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())

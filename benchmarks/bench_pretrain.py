@@ -32,25 +32,33 @@ REPO = Path(__file__).resolve().parents[1]
 def bare_loop(cfg, steps: int, frames: int, warmup: int = 2) -> float:
     """Clips/s of forward + backward + SGD step on random log-mels of the training shape."""
     torch.manual_seed(0)
+    device = torch.device(cfg.device)
     net = build_network(cfg).train()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net = net.to(memory_format=memory_format)
+    net = net.to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(
         net.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
     )
     batch = cfg.optim.batch_size
-    x = torch.randn(batch, 1, frames, cfg.frontend.n_mels).contiguous(memory_format=memory_format)
-    y = torch.randint(0, cfg.objective.num_clusters, (batch,))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    x = torch.randn(batch, 1, frames, cfg.frontend.n_mels, device=device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, cfg.objective.num_clusters, (batch,), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     for step in range(warmup + steps):
         if step == warmup:
+            _synchronize(device)
             start = time.perf_counter()
         with autocast:
             loss = F.cross_entropy(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    _synchronize(device)
     return steps * batch / (time.perf_counter() - start)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def machine() -> dict:
@@ -64,6 +72,7 @@ def machine() -> dict:
     )
     return {
         "cpu": cpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -79,6 +88,8 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=2, help="the last epoch is measured (the first fills the cache)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to measure a GPU")
+    parser.add_argument("--num-workers", type=int, default=0, help="data loader workers of the pipeline")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -92,9 +103,9 @@ def main() -> None:
             f"optim.epochs={args.epochs}",
             f"data.crop_seconds={args.crop_seconds}",
             f"data.cache_dir={work / 'cache'}",
-            "data.num_workers=0",
+            f"data.num_workers={args.num_workers}",
             f"precision={args.precision}",
-            "device=cpu",
+            f"device={args.device}",
         ]
         cfg = load_config(args.config, overrides)
         frames = cfg.frontend.frames(round(args.crop_seconds * cfg.frontend.sample_rate))

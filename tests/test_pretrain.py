@@ -63,6 +63,19 @@ def test_tiny_run_learns_and_leaves_a_loadable_checkpoint(corpus: Path, tmp_path
         assert torch.equal(value, reference[key])
 
 
+def test_a_run_gives_the_caller_its_torch_settings_back(corpus: Path, tmp_path: Path) -> None:
+    threads = 3  # the run asks for 1 (conftest restores the suite's own count after the test)
+    torch.set_num_threads(threads)
+    torch.manual_seed(1234)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(1234)
+    cfg = load_config(TINY_CONFIG, ["optim.epochs=1", "optim.steps_per_epoch=2", "num_threads=1", "deterministic=true"])
+    fit(cfg, corpus, tmp_path / "run")
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+    torch.testing.assert_close(torch.rand(3), expected_draw, rtol=0, atol=0)  # the same generator, not re-seeded
+
+
 def test_existing_run_needs_resume(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     cfg = load_config(TINY_CONFIG, ["optim.epochs=1", "optim.steps_per_epoch=3"])

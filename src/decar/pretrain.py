@@ -8,6 +8,7 @@ samples drawn uniformly over non-empty clusters. Runs in one process or under to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -76,9 +77,27 @@ def fit(cfg: DecarConfig, data: str | Path, out_dir: str | Path, resume: bool = 
     """Pretrain on the audio under `data` (folder or list file), writing to `out_dir`; returns the run summary."""
     info = dist.init_distributed(cfg.device)
     try:
-        return Trainer(cfg, Path(data), Path(out_dir), info, resume).run()
+        with _caller_torch_settings_kept():
+            return Trainer(cfg, Path(data), Path(out_dir), info, resume).run()
     finally:
         dist.shutdown()
+
+
+@contextlib.contextmanager
+def _caller_torch_settings_kept() -> Iterator[None]:
+    """A run sets threads, seeds and determinism for itself; the calling program gets its own back afterwards."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.backends.cudnn.benchmark = benchmark
 
 
 class Trainer:

@@ -2,18 +2,20 @@
 
 Layout of a built bench::
 
-    build.json                     seed, scale and format of this build (a rerun must match it, then resumes)
+    build.json                     seed, scale, format and design fingerprint (a rerun must match, then resumes)
     corpus/<kind>/<package>/*.flac unlabelled clips, 16 kHz mono; corpus/files.txt lists them
     tasks/<name>/...               HEAR task folders (task_metadata.json, labelvocabulary.csv, <split>.json, 16000/)
     held_out.json                  source units of every task's valid and test splits (absent from the corpus)
     manifest.csv  SOURCES.md  summary.json
 
 A rerun with the same seed and scale skips every clip already written (clips are written atomically, so a file
-that exists is complete) and rewrites the descriptions; a different seed or scale on the same folder is refused.
+that exists is complete) and rewrites the descriptions; a different seed or scale, or a changed design (another
+decar version), on the same folder is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from decar._io import atomic_write_text
 from decar.corpora.catalog import build_catalog
-from decar.corpora.clips import ClipSpec, render_all
+from decar.corpora.clips import ClipSpec, FileCut, render_all
 from decar.corpora.corpus import HeldOut, corpus_clips
 from decar.corpora.debian import RESERVED_PATTERNS, DebianCache, Package, is_reserved, licences
 from decar.corpora.report import (
@@ -76,6 +78,7 @@ def _claim_output(out: Path, seed: int, scale: float) -> None:
     marker = out / "build.json"
     if marker.is_file():
         previous = json.loads(marker.read_text(encoding="utf-8"))
+        previous.pop("design", None)
         if previous != settings:
             raise BenchError(
                 f"{out} holds a bench built with {previous}; this build asks for {settings}. "
@@ -84,6 +87,26 @@ def _claim_output(out: Path, seed: int, scale: float) -> None:
     elif out.exists() and any(out.iterdir()):
         raise BenchError(f"{out} is not empty and holds no build.json: refusing to write a bench into it")
     atomic_write_text(marker, json.dumps(settings, sort_keys=True) + "\n")
+
+
+def design_digest(specs: list[ClipSpec]) -> str:
+    """A fingerprint of what every clip is (not where the cache lies), to refuse resuming a different design."""
+    digest = hashlib.sha256()
+    for spec in specs:
+        recipe = spec.recipe
+        how = (recipe.start_s, recipe.duration_s) if isinstance(recipe, FileCut) else recipe
+        digest.update(repr((spec.relpath, spec.source_id, spec.split, spec.label, how, spec.peak, spec.max_s)).encode())
+    return digest.hexdigest()
+
+
+def _claim_design(out: Path, digest: str) -> None:
+    marker = out / "build.json"
+    settings = json.loads(marker.read_text(encoding="utf-8"))
+    if settings.get("design", digest) != digest:
+        raise BenchError(
+            f"{out} was built from a different bench design (another decar version): use a new --out to rebuild"
+        )
+    atomic_write_text(marker, json.dumps(settings | {"design": digest}, sort_keys=True) + "\n")
 
 
 def fetch_packages(cache: DebianCache, console: Console) -> dict[str, Package]:
@@ -107,10 +130,10 @@ def design_bench(packages: dict[str, Package], seed: int, scale: float, console:
         catalog = build_catalog(recordings, lambda count: progress.advance(bar, count))
     texts = stamp_texts(packages[TUXPAINT].root / "usr/share/tuxpaint/stamps", set(espeak_languages()))
     soundfonts = {source.name: packages[source.name].root / source.soundfont for source in PACKAGES if source.soundfont}
-    inputs = Inputs(catalog, soundfonts, sorted(texts), espeak_variants(), seed, scale)
+    inputs = Inputs(catalog, soundfonts, texts, espeak_variants(), seed, scale)
     designs = [design(inputs) for design in TASK_DESIGNS]
     held_out = HeldOut(set().union(*(design.held_out for design in designs)), catalog)
-    corpus = corpus_clips(inputs, texts, held_out)
+    corpus = corpus_clips(inputs, held_out)
     check_disjoint(corpus, held_out, {entry.recording.source_id: entry.digest for entry in catalog.entries})
     infos = [_package_info(source, packages[source.name]) for source in PACKAGES]
     return Bench(designs, corpus, held_out, infos, catalog.skipped)
@@ -170,11 +193,15 @@ def build_bench(
     packages = fetch_packages(cache or DebianCache(cache_dir), console)
     bench = design_bench(packages, seed, scale, console)
     specs = [spec for design in bench.designs for spec in design.specs] + bench.corpus
+    _claim_design(out, design_digest(specs))
     with _progress(console) as progress:
         bar = progress.add_task("rendering clips", total=len(specs))
         results = render_all(out, specs, workers, lambda count: progress.advance(bar, count))
     meta_files: list[tuple[str, str]] = []
     task_counts = {design.name: write_task_folder(out, design, results, meta_files) for design in bench.designs}
+    empty = [f"{name} {split}" for name, counts in task_counts.items() for split, count in counts.items() if not count]
+    if empty:
+        raise BenchError(f"task split(s) without clips: {', '.join(empty)} (sources missing or undecodable?)")
     held_out_text = json.dumps(sorted(bench.held_out.units), indent=1) + "\n"
     atomic_write_text(out / "held_out.json", held_out_text)
     summary = summarise(specs, results, bench.skipped)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -105,32 +106,39 @@ def existing(out: Path, spec: ClipSpec) -> Written | None:
     return Written(spec.relpath, sf.info(io.BytesIO(data)).frames / OUTPUT_RATE, hashlib.sha256(data).hexdigest())
 
 
-def _speak_child(utterances: list[Utterance], pipe: Connection) -> None:
+def _speak_child(utterances: list[Utterance], pipe: Connection) -> int:
     engine = Espeak()
     for utterance in utterances:
         pipe.send(engine.speak(utterance))
-    pipe.close()
+    return 0
 
 
 def speak_isolated(utterances: list[Utterance]) -> list[np.ndarray | None]:
     """Synthesise in a forked child: espeak-ng crashes on a few odd inputs, and then only that utterance is lost.
 
-    Returns one array per utterance, None for one that crashed the engine.
+    Returns one array per utterance, None for one that crashed the engine. The child leaves with os._exit, so
+    that none of the parent's exit handlers (a process pool's queues) run twice.
     """
-    context = multiprocessing.get_context("fork")
     waves: list[np.ndarray | None] = []
     while len(waves) < len(utterances):
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_speak_child, args=(utterances[len(waves) :], sender), daemon=True)
-        child.start()
+        receiver, sender = multiprocessing.Pipe(duplex=False)
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                receiver.close()
+                code = _speak_child(utterances[len(waves) :], sender)
+            finally:
+                os._exit(code)
         sender.close()
         while True:
             try:
                 waves.append(receiver.recv())
             except EOFError:
                 break
-        child.join()
-        if child.exitcode != 0 and len(waves) < len(utterances):
+        receiver.close()
+        _pid, status = os.waitpid(pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) and len(waves) < len(utterances):
             waves.append(None)
     return waves
 

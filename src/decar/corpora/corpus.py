@@ -24,7 +24,7 @@ DEFAULT_WINDOW_S = 4.0
 WHOLE_UP_TO_S = 8.0
 MIN_PIECE_S = 1.0
 
-SPOKEN_CLIPS = 58_000
+SPOKEN_CLIPS = 55_000
 NOTE_CLIPS = 18_000
 PHRASE_CLIPS = 6_000
 DRUM_CLIPS = 5_000
@@ -98,11 +98,11 @@ def real_clips(inputs: Inputs, held_out: HeldOut, names: _Numbering) -> list[Cli
     return specs
 
 
-def spoken_clips(inputs: Inputs, texts: dict[str, list[tuple[str, str]]], held_out: HeldOut) -> list[ClipSpec]:
-    """espeak-ng utterances of 1-3 descriptions in one language; texts of held-out stamps are left out."""
+def spoken_clips(inputs: Inputs, held_out: HeldOut) -> list[ClipSpec]:
+    """espeak-ng utterances of 1-2 descriptions in one language; texts of held-out stamps are left out."""
     pools = {
         voice: [text for stamp, text in pairs if not held_out.covers(f"tuxpaint-stamps-default/stamp/{stamp}")]
-        for voice, pairs in texts.items()
+        for voice, pairs in inputs.texts.items()
     }
     voices = sorted(voice for voice, pool in pools.items() if pool)
     rng = rng_for(inputs.seed, "corpus", "espeak-ng")
@@ -110,7 +110,7 @@ def spoken_clips(inputs: Inputs, texts: dict[str, list[tuple[str, str]]], held_o
     for index in range(inputs.count(SPOKEN_CLIPS, 10)):
         language = voices[rng.integers(len(voices))]
         pool = pools[language]
-        text = " ".join(pool[i] for i in rng.integers(len(pool), size=int(rng.integers(1, 4))))
+        text = " ".join(pool[i] for i in rng.integers(len(pool), size=int(rng.integers(1, 3))))
         variant = inputs.variants[rng.integers(len(inputs.variants))] if rng.random() < 0.85 else ""
         voice = f"{language}+{variant}" if variant else language
         utterance = Utterance(
@@ -202,7 +202,7 @@ def rendered_clips(inputs: Inputs) -> list[ClipSpec]:
     return specs
 
 
-def corpus_clips(inputs: Inputs, texts: dict[str, list[tuple[str, str]]], held_out: HeldOut) -> list[ClipSpec]:
+def corpus_clips(inputs: Inputs, held_out: HeldOut) -> list[ClipSpec]:
     """Every corpus clip: real recordings, synthetic speech, rendered music."""
     names = _Numbering({})
-    return real_clips(inputs, held_out, names) + spoken_clips(inputs, texts, held_out) + rendered_clips(inputs)
+    return real_clips(inputs, held_out, names) + spoken_clips(inputs, held_out) + rendered_clips(inputs)

@@ -83,6 +83,7 @@ class Espeak:
         ):
             self._lib.espeak_SetParameter(parameter, int(value), 0)
         self._chunks = []
+        self._lib.espeak_ng_SetRandSeed(0)  # noisy voices (whisper, breath) draw from a seeded generator
         text = utterance.text.encode("utf-8")
         self._lib.espeak_Synth(text, len(text) + 1, 0, _POSITION_CHARACTER, 0, _CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()

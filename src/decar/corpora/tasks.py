@@ -40,14 +40,19 @@ class TaskDesign:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the designs draw from: the catalogue, SoundFont files by package, espeak voices and variants."""
+    """What the designs draw from: the catalogue, SoundFont files, texts by espeak voice, voice variants."""
 
     catalog: Catalog
     soundfonts: dict[str, Path]
-    voices: list[str]
+    texts: dict[str, list[tuple[str, str]]]
     variants: list[str]
     seed: int = 0
     scale: float = 1.0
+
+    @property
+    def voices(self) -> list[str]:
+        """espeak-ng languages that have text to read."""
+        return sorted(voice for voice, pairs in self.texts.items() if pairs)
 
     def count(self, full: int, minimum: int = 1) -> int:
         return max(minimum, round(full * self.scale))
@@ -86,33 +91,67 @@ def _file_clips(design: TaskDesign, chosen: list[tuple[Entry, str, str, float]])
         counters[split] += 1
 
 
-LID_LANGUAGES = ("be", "bg", "ca", "da", "el", "es", "fr", "ro", "ru")
+LID_LANGUAGES = ("ca", "da", "el", "en", "es", "fr", "nl", "ro", "ru")
+"""Languages with recorded speech from two independent sources: Tux Paint (train) and KTuberling (valid, test)."""
+LID_RECORDED_PER_LANGUAGE = 300
+LID_SYNTHETIC_PER_LANGUAGE = 150
+KTUBERLING = "ktuberling-data"
 
 
 def language_id(inputs: Inputs) -> TaskDesign:
     design = TaskDesign(
         "language_id",
-        f"spoken language of Tux Paint's stamp descriptions ({len(LID_LANGUAGES)} languages)",
-        "by stamp: a description's text (in every language) lies in one split only",
-        4.0,
+        f"spoken language ({len(LID_LANGUAGES)} classes): train on Tux Paint's recorded descriptions plus espeak-ng "
+        "voices, valid and test on KTuberling's speakers saying single words",
+        "by speaker: valid and test are KTuberling's recordings (split by word), whose speakers never occur in train",
+        2.0,
     )
-    entries = inputs.catalog.select(
+    recorded = inputs.catalog.select(
         lambda e: (
             e.recording.package == TUXPAINT
             and e.recording.labels.get("language") in LID_LANGUAGES
             and "stamp" in e.recording.labels
         )
     )
-    stamps = sorted({entry.recording.labels["stamp"] for entry in entries})
-    stamps = _subsample(stamps, inputs.count(len(stamps), 30), rng_for(inputs.seed, design.name, "scale"))
-    splits = assign_splits(stamps, rng_for(inputs.seed, design.name, "split"), (0.15, 0.15))
-    chosen = [
-        (entry, splits[entry.recording.labels["stamp"]], entry.recording.labels["language"], 0.0)
-        for entry in entries
-        if entry.recording.labels["stamp"] in splits
+    rng = rng_for(inputs.seed, design.name, "recorded")
+    recorded = [
+        entry
+        for language in LID_LANGUAGES
+        for entry in _subsample(
+            [e for e in recorded if e.recording.labels["language"] == language],
+            inputs.count(LID_RECORDED_PER_LANGUAGE, 5),
+            rng,
+        )
     ]
+    unseen = inputs.catalog.select(
+        lambda e: e.recording.package == KTUBERLING and e.recording.labels.get("language") in LID_LANGUAGES
+    )
+    words = sorted({entry.recording.labels["word"] for entry in unseen})
+    order = [words[i] for i in rng_for(inputs.seed, design.name, "split").permutation(len(words))]
+    split_of = {word: "valid" if position < len(order) // 3 else "test" for position, word in enumerate(order)}
+    chosen = [(entry, "train", entry.recording.labels["language"], 0.0) for entry in recorded]
+    chosen += [(e, split_of[e.recording.labels["word"]], e.recording.labels["language"], 0.0) for e in unseen]
     _file_clips(design, chosen)
-    design.held_out = {f"{TUXPAINT}/stamp/{stamp}" for stamp, split in splits.items() if split != "train"}
+    design.held_out = {"/".join(entry.recording.source_id.split("/")[:2]) for entry in unseen}
+    rng = rng_for(inputs.seed, design.name, "speech")
+    for language in LID_LANGUAGES:
+        pool = inputs.texts.get(language, [])
+        for index in range(inputs.count(LID_SYNTHETIC_PER_LANGUAGE, 3) if pool else 0):
+            voice, utterance = _random_voice(inputs, rng, pool[rng.integers(len(pool))][1], language)
+            design.specs.append(
+                ClipSpec(
+                    f"tasks/{design.name}/16000/train/{language}_espeak{index:04d}.flac",
+                    utterance,
+                    "espeak-ng",
+                    f"espeak-ng/{voice}",
+                    "task",
+                    design.name,
+                    "train",
+                    language,
+                    max_s=design.clip_s,
+                    peak=float(rng.uniform(0.3, 0.9)),
+                )
+            )
     return design
 
 
@@ -139,25 +178,24 @@ DIGITS_PER_CLASS = 300
 def spoken_digits(inputs: Inputs) -> TaskDesign:
     design = TaskDesign(
         "spoken_digits",
-        "digits 0-9 across languages: train on espeak-ng in ~55 languages, valid and test on real Tux Paint speakers",
-        "by locale: valid and test are disjoint sets of real recorded locales; train is synthetic only",
+        "digits 0-9 across ~22 locales: real Tux Paint recordings plus espeak-ng in ~55 languages for training",
+        "by locale: train, valid and test hold disjoint sets of recorded locales (speakers); synthetic speech trains",
         2.0,
     )
     real = inputs.catalog.select(lambda e: e.recording.package == TUXPAINT and "digit" in e.recording.labels)
     locales = sorted({entry.recording.labels["locale"].lower() for entry in real})
-    order = [locales[i] for i in rng_for(inputs.seed, design.name, "split").permutation(len(locales))]
-    split_of = {locale: "valid" if position < len(order) // 3 else "test" for position, locale in enumerate(order)}
+    split_of = assign_splits(locales, rng_for(inputs.seed, design.name, "split"), (0.25, 0.45))
     _file_clips(
         design, [(e, split_of[e.recording.labels["locale"].lower()], e.recording.labels["digit"], 0.0) for e in real]
     )
-    design.held_out = {f"{TUXPAINT}/digits/{locale}" for locale in locales}
+    design.held_out = {f"{TUXPAINT}/digits/{locale}" for locale, split in split_of.items() if split != "train"}
     rng = rng_for(inputs.seed, design.name, "speech")
     for index in range(inputs.count(DIGITS_PER_CLASS * 10, 20)):
         digit = str(index % 10)
         voice, utterance = _random_voice(inputs, rng, digit)
         design.specs.append(
             ClipSpec(
-                f"tasks/{design.name}/16000/train/{index:05d}.flac",
+                f"tasks/{design.name}/16000/train/espeak{index:05d}.flac",
                 utterance,
                 "espeak-ng",
                 f"espeak-ng/{voice}/digit{digit}",
@@ -172,9 +210,9 @@ def spoken_digits(inputs: Inputs) -> TaskDesign:
     return design
 
 
-def _random_voice(inputs: Inputs, rng: np.random.Generator, text: str) -> tuple[str, Utterance]:
-    """A random language voice, variant, speed and pitch saying ``text``."""
-    language = inputs.voices[rng.integers(len(inputs.voices))]
+def _random_voice(inputs: Inputs, rng: np.random.Generator, text: str, language: str = "") -> tuple[str, Utterance]:
+    """A voice of ``language`` (default: a random one), with a random variant, speed and pitch, saying ``text``."""
+    language = language or inputs.voices[rng.integers(len(inputs.voices))]
     variant = inputs.variants[rng.integers(len(inputs.variants))] if rng.random() < 0.85 else ""
     voice = f"{language}+{variant}" if variant else language
     return voice, Utterance(

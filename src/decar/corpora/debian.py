@@ -103,7 +103,10 @@ def licences(copyright_text: str) -> list[str]:
 
 
 def _run(command: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, check=False)
+    try:
+        return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(list(command), 127, "", f"{command[0]} is not installed on this machine")
 
 
 def _fields(stanza: str) -> dict[str, str]:
@@ -160,6 +163,7 @@ class DebianCache:
         package = self.cached(name)
         if package is not None:
             return package
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         fields = self._resolve(requested)
         version = fields["Version"]
         deb = self._download(fields["Package"], version)

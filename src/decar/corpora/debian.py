@@ -91,14 +91,34 @@ def refuse_reserved(name: str, context: str = "") -> None:
         )
 
 
+_KNOWN_LICENCES = {
+    "gpl": "GPL",
+    "lgpl": "LGPL",
+    "mit": "MIT",
+    "bsd": "BSD",
+    "apache": "Apache",
+    "artistic": "Artistic",
+    "cc0": "CC0",
+    "cc-by": "CC-BY",
+    "cc-by-sa": "CC-BY-SA",
+    "creative commons attribution": "CC-BY",
+    "creative commons attribution-sharealike": "CC-BY-SA",
+    "creative commons attribute share-alike": "CC-BY-SA",
+    "creative commons": "Creative Commons",
+    "public domain": "public domain",
+}
+_KNOWN_PATTERN = re.compile(
+    r"\b(" + "|".join(map(re.escape, sorted(_KNOWN_LICENCES, key=len, reverse=True))) + r")\b", re.IGNORECASE
+)
+
+
 def licences(copyright_text: str) -> list[str]:
     """Licence names of a Debian copyright file: the DEP-5 'License:' fields, else well-known names in the text."""
     found = {
         match.group(1).strip() for match in re.finditer(r"^License:[ \t]*(\S[^\n]*)$", copyright_text, re.MULTILINE)
     }
     if not found:
-        known = r"\b(GPL|LGPL|MIT|BSD|Apache|CC0|CC-BY(?:-SA)?|Creative Commons[\w -]*|public domain|Artistic)\b"
-        found = {match.group(1) for match in re.finditer(known, copyright_text, re.IGNORECASE)}
+        found = {_KNOWN_LICENCES[match.group(1).lower()] for match in _KNOWN_PATTERN.finditer(copyright_text)}
     return sorted(found) or ["see usr/share/doc copyright"]
 
 

@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -106,40 +105,34 @@ def existing(out: Path, spec: ClipSpec) -> Written | None:
     return Written(spec.relpath, sf.info(io.BytesIO(data)).frames / OUTPUT_RATE, hashlib.sha256(data).hexdigest())
 
 
-def _speak_child(utterances: list[Utterance], pipe: Connection) -> int:
-    engine = Espeak()
-    for utterance in utterances:
-        pipe.send(engine.speak(utterance))
-    return 0
-
-
 def speak_isolated(utterances: list[Utterance]) -> list[np.ndarray | None]:
-    """Synthesise in a forked child: espeak-ng crashes on a few odd inputs, and then only that utterance is lost.
+    """Synthesise each utterance in its own forked child process.
 
-    Returns one array per utterance, None for one that crashed the engine. The child leaves with os._exit, so
-    that none of the parent's exit handlers (a process pool's queues) run twice.
+    espeak-ng keeps signal state from one utterance to the next (a clip would depend on the clips rendered
+    before it in the same process), and it crashes on a few odd inputs (then only that utterance is lost). The
+    child leaves with os._exit, so that none of the parent's exit handlers (a process pool's queues) run twice.
+
+    Returns one array per utterance, None for one that crashed the engine.
     """
     waves: list[np.ndarray | None] = []
-    while len(waves) < len(utterances):
+    for utterance in utterances:
         receiver, sender = multiprocessing.Pipe(duplex=False)
         pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:
                 receiver.close()
-                code = _speak_child(utterances[len(waves) :], sender)
+                sender.send(Espeak().speak(utterance))
+                code = 0
             finally:
                 os._exit(code)
         sender.close()
-        while True:
-            try:
-                waves.append(receiver.recv())
-            except EOFError:
-                break
-        receiver.close()
-        _pid, status = os.waitpid(pid, 0)
-        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) and len(waves) < len(utterances):
+        try:
+            waves.append(receiver.recv())
+        except EOFError:
             waves.append(None)
+        receiver.close()
+        os.waitpid(pid, 0)
     return waves
 
 

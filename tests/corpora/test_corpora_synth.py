@@ -1,0 +1,54 @@
+"""Synthesis and labelling helpers: espeak-ng clips independent of each other, MIDI timing, label rules."""
+
+from __future__ import annotations
+
+import io
+
+import mido
+import numpy as np
+
+from decar.corpora.clips import speak_isolated
+from decar.corpora.sources import drum_class, sound_category, voice_phrase
+from decar.corpora.synth import Note, NoteClip, Utterance, _midi_bytes
+from decar.corpora.texts import espeak_voice_for
+
+
+def test_an_utterance_sounds_the_same_whatever_was_synthesised_before_it() -> None:
+    target = Utterance("sept", "fr+m3", 150, 40, 50)
+    alone = speak_isolated([target])[0]
+    after_others = speak_isolated([Utterance("Hello there", "en+whisper", 220, 80, 90), target])[-1]
+    assert alone is not None and alone.size > 4000
+    assert np.array_equal(alone, after_others)
+
+
+def test_midi_places_each_clip_after_the_previous_one_and_silences_between() -> None:
+    clips = [
+        NoteClip((Note(40, (60, 64, 67), 100, 0.0, 1.0),), 1.5),
+        NoteClip((Note(0, (36,), 90, 0.25, 0.2, drum=True),), 1.0),
+    ]
+    midi, starts = _midi_bytes(clips)
+    assert starts == [0.0, 2.5]  # 1.5 s clip + 1 s gap
+    messages = list(mido.MidiFile(file=io.BytesIO(midi)))
+    ons = [(round(sum(m.time for m in messages[: i + 1]), 3), m) for i, m in enumerate(messages) if m.type == "note_on"]
+    assert [(time, m.note, m.channel) for time, m in ons] == [(0.0, 60, 0), (0.0, 64, 0), (0.0, 67, 0), (2.75, 36, 9)]
+    assert sum(m.type == "control_change" and m.control == 120 for m in messages) == 4
+
+
+def test_label_rules() -> None:
+    assert [drum_class(n) for n in ('Kick (Tama 22")', "Hi-Hat Open", "Snare Rimshot", "Ride Bell", "Tom Low")] == [
+        "kick",
+        "hihat",
+        "snare",
+        "cymbal",
+        "tom",
+    ]
+    assert drum_class("Hand Clap") == "percussion" and drum_class("Stick") == ""
+    assert sound_category("sound/animals/wolf_00.ogg") == "animal"
+    assert sound_category("core/sounds/human-die-2.ogg") == "vocal"
+    assert sound_category("Sounds/grenadeimpact.ogg") == "explosion"
+    assert voice_phrase("Ow3") == "ow" and voice_phrase("Firepunch1") == "firepunch"
+    voices = {"fr", "pt-BR", "pt", "cmn", "en"}
+    assert espeak_voice_for("pt_BR", voices) == "pt-BR"
+    assert espeak_voice_for("fr_CA", voices) == "fr"
+    assert espeak_voice_for("zh_TW", voices) == "cmn"
+    assert espeak_voice_for("xx", voices) is None

@@ -1,4 +1,4 @@
-r"""Wall time of a full `decar evaluate` (linear probe, 3 seeds) of one model on one ~5000-clip task, on this CPU.
+r"""Wall time of a full `decar evaluate` (a probe protocol, 3 seeds) of one model on one ~5000-clip task, on this CPU.
 
 The task is a manifest of short synthetic clips (decar.testing sound kinds, 60/20/20 train/valid/test split);
 writing its audio is setup and is not timed. Each model's `evaluate(...)` call is timed as a whole and split into
@@ -46,9 +46,9 @@ def write_task(folder: Path, clips: int, seconds: float) -> Path:
     return manifest
 
 
-def timed_evaluate(model: str, manifest: Path, out: Path, seeds: int) -> dict:
+def timed_evaluate(model: str, manifest: Path, out: Path, seeds: int, protocol: str) -> dict:
     start = time.perf_counter()
-    results = evaluate(model, [str(manifest)], out, protocol="linear", seeds=seeds, progress=False)
+    results = evaluate(model, [str(manifest)], out, protocol=protocol, seeds=seeds, progress=False)
     wall = time.perf_counter() - start
     (task,) = results["tasks"].values()
     clips = sum(task["num_clips"].values())
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--b0-clips", type=int, default=5000, help="B0's task size; below --clips, scaled up")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each clip")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--protocol", default="linear", help="probe protocol (decar evaluate --protocol)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -82,8 +83,8 @@ def main() -> None:
         setup_s = time.perf_counter() - start
         checkpoint = write_random_checkpoint(work / "b0.pt", PAPER_OVERRIDES)
         rows = {
-            "logmel-stats": timed_evaluate("logmel-stats", full, work / "out_logmel", args.seeds),
-            "efficientnet_b0": timed_evaluate(str(checkpoint), b0_task, work / "out_b0", args.seeds),
+            "logmel-stats": timed_evaluate("logmel-stats", full, work / "out_logmel", args.seeds, args.protocol),
+            "efficientnet_b0": timed_evaluate(str(checkpoint), b0_task, work / "out_b0", args.seeds, args.protocol),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -108,7 +109,7 @@ def main() -> None:
         "args": vars(args) | {"json": str(args.json) if args.json else None},
         "task": f"{len(SOUND_KINDS)} synthetic sound kinds, {args.seconds} s clips, 60/20/20 split, manifest CSV",
         "setup_s_untimed": setup_s,
-        "protocol": f"linear, {args.seeds} seeds, no embedding cache",
+        "protocol": f"{args.protocol}, {args.seeds} seeds, no embedding cache",
         "b0_checkpoint_overrides": PAPER_OVERRIDES,
         "results": rows,
     }

@@ -124,3 +124,14 @@ def test_summary_table_never_wraps_or_cuts_values(
     assert any("files_used" in line and " 64 " in line for line in lines)
     assert any("final_loss" in line and " 1.235 " in line for line in lines)
     assert any("skipped file" in line and f" {bad}: NaN [x] " in line for line in lines)
+
+
+def test_build_bench_without_its_extra_names_the_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(
+        cli.importlib.util, "find_spec", lambda name, *a: None if name == "mido" else real_find_spec(name, *a)
+    )
+    result = runner.invoke(app, ["data", "build-bench", "--out", str(tmp_path / "b")], env={"COLUMNS": "40"})
+    assert result.exit_code == 2
+    assert "needs mido" in result.output and "pip install 'decar[bench]'" in result.output
+    assert not (tmp_path / "b").exists()

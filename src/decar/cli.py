@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -335,6 +336,9 @@ def build_bench_command(
     from decar.corpora.bench import BenchError, build_bench
     from decar.corpora.debian import PackageUnavailableError, ReservedPackageError
 
+    missing = [name for name in ("espeakng_loader", "midirenderer", "mido") if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(RuntimeError(f"build-bench needs {', '.join(missing)}; install them with: pip install 'decar[bench]'"))
     try:
         build_bench(out, cache, seed=seed, scale=scale, workers=workers, console=console)
     except (BenchError, PackageUnavailableError, ReservedPackageError) as err:

@@ -24,6 +24,16 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of tiny inputs: on a shared 2-core machine two spinning OpenMP threads
+    made such modules up to ~30x slower (test_models: 75 s instead of 2.5 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state() -> Iterator[None]:
     """Give every test the process-wide state the previous one started with, whatever order they run in.

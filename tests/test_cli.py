@@ -10,23 +10,13 @@ from typer.testing import CliRunner
 from decar import cli
 from decar.cli import app
 from decar.config import load_config
+from test_config import flat
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
 WIDE = {"COLUMNS": "200"}
 """Environment for tests that read rich-rendered help, which truncates option names at narrow widths."""
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": (1, 2)}} -> {"a.b": [1, 2]}: one entry per config field, tuples as lists (YAML has lists)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 @pytest.mark.parametrize("command", [[], ["pretrain"], ["demo"], ["config"], ["config", "default"], ["config", "show"]])
@@ -45,9 +35,9 @@ def test_pretrain_help_lists_every_option() -> None:
 def test_config_default_is_the_paper_config(paper_settings: dict[str, Any]) -> None:
     result = runner.invoke(app, ["config", "default"])
     assert result.exit_code == 0
-    printed = _flat(yaml.safe_load(result.output))
-    yaml_file = _flat(load_config(REPO / "configs" / "decar.yaml").to_dict())
-    reference = _flat(paper_settings)
+    printed = flat(yaml.safe_load(result.output))
+    yaml_file = flat(load_config(REPO / "configs" / "decar.yaml").to_dict())
+    reference = flat(paper_settings)
     assert printed.keys() == yaml_file.keys() == reference.keys()
     for key, value in printed.items():
         assert (value, type(value)) == (yaml_file[key], type(yaml_file[key])), f"{key}: {value!r} vs decar.yaml"

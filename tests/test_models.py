@@ -1,6 +1,5 @@
 """Encoder registry and models: shapes, gradients, layouts, and checkpoint compatibility."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,7 @@ from decar.models import (
 N_MELS = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run this module on one intra-op thread: these inputs are tiny, and on a shared 2-core machine two
-    spinning OpenMP threads made the module ~30x slower (75 s instead of 2.5 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _calibrate(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -22,9 +22,7 @@ from decar.testing import SOUND_KINDS, synthetic_clip, write_bad_files
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SummaryModel(EvalModel):

@@ -24,9 +24,7 @@ SR = 16000
 NTT = ["model.name=audiontt2020", "model.kwargs={d: 32}"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

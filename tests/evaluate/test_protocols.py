@@ -38,9 +38,7 @@ FAST_CONFIGS: dict[str, ProbeConfig | None] = {"linear": None, "evar-linear": FA
 """Every probe protocol, gradient-trained ones with short schedules."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_classes(

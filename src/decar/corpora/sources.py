@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,11 +210,13 @@ SOUND_CATEGORIES: dict[str, tuple[str, ...]] = {
 
 def sound_category(relative_path: str) -> str:
     """The sound-event class of an effect from its path, or '' when no keyword matches."""
-    text = relative_path.lower()
-    for category, keywords in SOUND_CATEGORIES.items():
-        if any(keyword in text for keyword in keywords):
-            return category
-    return ""
+    return _first_match(relative_path, SOUND_CATEGORIES.items())
+
+
+def _first_match(text: str, table: Iterable[tuple[str, tuple[str, ...]]]) -> str:
+    """The label of the first (label, keywords) row with a keyword in `text` (case-insensitive), else ''."""
+    lowered = text.lower()
+    return next((label for label, keywords in table if any(keyword in lowered for keyword in keywords)), "")
 
 
 def _sfx(package: str, base: Path, unit: str, files: list[Path], kind: str = "sfx") -> list[Recording]:
@@ -378,11 +380,7 @@ _DRUM_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def drum_class(instrument: str) -> str:
     """Drum class of a kit instrument name ('Hi-Hat Open' -> 'hihat'), '' when unclear (sticks, effects)."""
-    text = instrument.lower()
-    for label, keywords in _DRUM_KEYWORDS:
-        if any(keyword in text for keyword in keywords):
-            return label
-    return ""
+    return _first_match(instrument, _DRUM_KEYWORDS)
 
 
 _SONIC_PI_KINDS = {

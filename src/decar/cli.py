@@ -13,11 +13,11 @@ import typer
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 import decar
+from decar._console import print_table
 from decar.audio import AudioError
 from decar.checkpoint import CheckpointError
 from decar.config import ConfigError, DecarConfig, load_config
@@ -364,11 +364,7 @@ def _print_summary(title: str, summary: dict[str, Any]) -> None:
         table.add_row(Text(key), Text(text))  # Text: brackets in paths are not rich markup
     for path, reason in summary.get("skipped", {}).items():
         table.add_row(Text("skipped file"), Text(f"{path}: {reason}"))
-    out = Console()
-    natural = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
-    if natural > out.width:
-        out = Console(width=natural)
-    out.print(table)
+    print_table(table)
 
 
 if __name__ == "__main__":

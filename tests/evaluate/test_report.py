@@ -242,3 +242,24 @@ def test_compare_without_predictions_says_which_pairs_are_untested(tmp_path: Pat
     text = compare([a, b])
     assert "No paired test for: old on esc (no predictions file)." in text
     assert SIGNIFICANT + " |" not in text
+
+
+def test_summary_table_is_never_cut_in_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decar._console import print_table
+    from decar.evaluate.report import summary_table
+
+    monkeypatch.setenv("COLUMNS", "40")
+    name = "a_rather_long_task_name_for_a_narrow_terminal"
+    task = {"primary_metric": "top1_acc", "mean": 0.8125, "std": 0.0, "ci95": [0.75, 0.875]}
+    results = {
+        "model": {"name": "some model"},
+        "selection": "valid",
+        "protocol": "linear",
+        "tasks": {name: {**task, "num_clips": {"test": 16}, "failures": []}},
+    }
+    print_table(summary_table(results))
+    printed = capsys.readouterr().out
+    for text in (name, "0.8125", "[0.7500, 0.8750]"):
+        assert text in printed

@@ -133,7 +133,7 @@ def summary_table(results: dict[str, Any]) -> Table:
     mark = f" {DAGGER}" if results["selection"] == "test" else ""
     table = Table(title=f"{results['model']['name']} — {results['protocol']} probe{mark}")
     for column in ("task", "metric", "mean ± std", "95 % CI", "n test", "failed"):
-        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right", no_wrap=True)
     for name, task in results["tasks"].items():
         table.add_row(
             name,

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
-from rich.console import Console
 
 import decar
+from decar._console import print_table
 from decar.checkpoint import git_sha
 from decar.evaluate.cache import embed_clips, load_waveforms
 from decar.evaluate.metrics import PRIMARY_METRIC, confusion, score
@@ -162,7 +162,7 @@ def evaluate(
             confusions[task.name] = matrix
     write_results(results, Path(out_dir), confusions, predictions)
     if progress:
-        Console().print(summary_table(results))
+        print_table(summary_table(results))
     return results
 
 

@@ -35,6 +35,7 @@ from decar.plots import save_png
 log = logging.getLogger(__name__)
 
 BETTER, WORSE = "▲", "▼"
+SIGNIFICANT_DIFFERENCE = "*"
 
 
 @dataclass(frozen=True)
@@ -210,20 +211,23 @@ def _summary(
     for protocol in protocols:
         reference = scores[protocol][0]
         models = []
-        for run, model_scores in zip(runs[protocol], scores[protocol], strict=True):
+        for index, (run, model_scores) in enumerate(zip(runs[protocol], scores[protocol], strict=True)):
+            same_model = scores[protocols[0]][index]  # this model under the first protocol
             cells = {}
             for name in tasks:
                 if name not in model_scores:
                     continue
                 entry = model_scores[name]
-                base = reference.get(name)
+                base, first = reference.get(name), same_model.get(name)
                 cells[name] = {
                     "mean": entry.mean,
                     "std": run["tasks"][name]["std"],
                     "ci95": _interval(entry.resampled) if entry.resampled is not None else None,
                     "mark": _mark(entry.resampled, base.resampled) if _paired(entry, base) else "",
+                    "mark_vs_first_protocol": _mark(entry.resampled, first.resampled) if _paired(entry, first) else "",
                 }
             average = _average(model_scores, reference, tasks)
+            average["mark_vs_first_protocol"] = _average(model_scores, same_model, tasks)["mark"]
             models.append(
                 {
                     "spec": run["model"]["spec"],
@@ -253,7 +257,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if entry is None or entry["mean"] is None:
         return "—"
     text = f"{entry['mean']:.3f}"
-    if entry.get("std"):
+    if entry.get("std", 0.0) >= 5e-4:  # deterministic probes have std 0 up to rounding
         text += f" ± {entry['std']:.3f}"
     if entry["ci95"] is not None:
         text += f" [{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}]"
@@ -289,7 +293,8 @@ def _probe_table(summary: dict[str, Any], tasks: list[str], protocols: tuple[str
     """Each model's score under every protocol, on the same embeddings: protocol A − B per task and on average."""
     first, *others = protocols
     lines = [
-        f"Probes on the same embeddings: {first} vs " + ", ".join(others) + " (difference, first − other).",
+        f"Probes on the same embeddings: {first} vs " + ", ".join(others) + " (difference, first − other; "
+        f"{SIGNIFICANT_DIFFERENCE} where a paired bootstrap over the test clips finds it at {summary['level']:.0%}).",
         "",
         "| model | protocol | " + " | ".join(tasks) + " | Average |",
         "|---|---|" + "---|" * (len(tasks) + 1),
@@ -303,15 +308,20 @@ def _probe_table(summary: dict[str, Any], tasks: list[str], protocols: tuple[str
         for other in others:
             alt = summary["protocols"][other][index]
             diffs = [
-                f"{alt['tasks'][t]['mean']:.3f} ({model['tasks'][t]['mean'] - alt['tasks'][t]['mean']:+.3f})"
-                if t in alt["tasks"] and t in model["tasks"]
-                else "—"
+                _difference(alt["tasks"][t], model["tasks"][t]) if t in alt["tasks"] and t in model["tasks"] else "—"
                 for t in tasks
             ]
-            average = alt["average"]["mean"]
-            delta = model["average"]["mean"] - average
-            lines.append(f"| | {other} | " + " | ".join(diffs) + f" | {average:.3f} ({delta:+.3f}) |")
+            average = _difference(alt["average"], model["average"])
+            lines.append(f"| | {other} | " + " | ".join(diffs) + f" | {average} |")
     return "\n".join(lines)
+
+
+def _difference(other: dict[str, Any], first: dict[str, Any]) -> str:
+    """ "other (first − other)", starred when the paired bootstrap finds the difference."""
+    if other["mean"] is None or first["mean"] is None:
+        return "—"
+    star = SIGNIFICANT_DIFFERENCE if other.get("mark_vs_first_protocol") else ""
+    return f"{other['mean']:.3f} ({first['mean'] - other['mean']:+.3f}{star})"
 
 
 def _plot(summary: dict[str, Any], tasks: list[str], protocol: str, path: Path) -> None:

@@ -198,6 +198,7 @@ class DebianCache:
             raise PackageUnavailableError(
                 f"Debian package {requested!r} is unavailable: apt-cache show found no installable candidate"
                 + (f" ({detail[-1]})" if detail else "")
+                + "; if apt's package lists are empty or old, run `apt-get update` (as root) once"
             )
         for name, why in _related_names(fields):
             refuse_reserved(name, f"{why} of {requested!r}")

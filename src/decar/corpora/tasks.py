@@ -138,20 +138,7 @@ def language_id(inputs: Inputs) -> TaskDesign:
         pool = inputs.texts.get(language, [])
         for index in range(inputs.count(LID_SYNTHETIC_PER_LANGUAGE, 3) if pool else 0):
             voice, utterance = _random_voice(inputs, rng, pool[rng.integers(len(pool))][1], language)
-            design.specs.append(
-                ClipSpec(
-                    f"tasks/{design.name}/16000/train/{language}_espeak{index:04d}.flac",
-                    utterance,
-                    "espeak-ng",
-                    f"espeak-ng/{voice}",
-                    "task",
-                    design.name,
-                    "train",
-                    language,
-                    max_s=design.clip_s,
-                    peak=float(rng.uniform(0.3, 0.9)),
-                )
-            )
+            _add_synthetic_training_clip(design, f"{language}_espeak{index:04d}", utterance, voice, language, rng)
     return design
 
 
@@ -193,21 +180,28 @@ def spoken_digits(inputs: Inputs) -> TaskDesign:
     for index in range(inputs.count(DIGITS_PER_CLASS * 10, 20)):
         digit = str(index % 10)
         voice, utterance = _random_voice(inputs, rng, digit)
-        design.specs.append(
-            ClipSpec(
-                f"tasks/{design.name}/16000/train/espeak{index:05d}.flac",
-                utterance,
-                "espeak-ng",
-                f"espeak-ng/{voice}/digit{digit}",
-                "task",
-                design.name,
-                "train",
-                digit,
-                max_s=design.clip_s,
-                peak=float(rng.uniform(0.3, 0.9)),
-            )
-        )
+        _add_synthetic_training_clip(design, f"espeak{index:05d}", utterance, f"{voice}/digit{digit}", digit, rng)
     return design
+
+
+def _add_synthetic_training_clip(
+    design: TaskDesign, stem: str, utterance: Utterance, source: str, label: str, rng: np.random.Generator
+) -> None:
+    """An espeak-ng utterance as a training clip of `design`, at a random peak level drawn from `rng`."""
+    design.specs.append(
+        ClipSpec(
+            f"tasks/{design.name}/16000/train/{stem}.flac",
+            utterance,
+            "espeak-ng",
+            f"espeak-ng/{source}",
+            "task",
+            design.name,
+            "train",
+            label,
+            max_s=design.clip_s,
+            peak=float(rng.uniform(0.3, 0.9)),
+        )
+    )
 
 
 def _random_voice(inputs: Inputs, rng: np.random.Generator, text: str, language: str = "") -> tuple[str, Utterance]:

@@ -27,9 +27,9 @@ import numpy as np
 
 from decar._io import atomic_write_text
 from decar.evaluate.protocols import PROTOCOLS
-from decar.evaluate.report import load_results
+from decar.evaluate.report import load_predictions, load_results
 from decar.evaluate.runner import evaluate
-from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_distribution
+from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_distribution, percentile_interval
 from decar.plots import save_png
 
 log = logging.getLogger(__name__)
@@ -154,24 +154,18 @@ def _run_scores(folder: Path, run: dict[str, Any]) -> dict[str, _Scores]:
     """Per task: the score and its bootstrap resamples (from the predictions file, when there is one)."""
     scores = {}
     for name, task in run["tasks"].items():
-        path = folder / task["predictions"] if "predictions" in task else None
-        if path is None or not path.is_file():
+        data = load_predictions(folder, task)
+        if data is None:
             scores[name] = _Scores(task["mean"])
             continue
-        with np.load(path) as data:
-            order = list(dict.fromkeys(data["fold"].tolist()))
-            folds = [
-                FoldPredictions(data["labels"][data["fold"] == fold], data["scores"][:, data["fold"] == fold])
-                for fold in order
-            ]
-            clips = tuple(f"{fold}/{clip}" for fold in order for clip in data["clip_id"][data["fold"] == fold])
+        order = list(dict.fromkeys(data["fold"].tolist()))
+        folds = [
+            FoldPredictions(data["labels"][data["fold"] == fold], data["scores"][:, data["fold"] == fold])
+            for fold in order
+        ]
+        clips = tuple(f"{fold}/{clip}" for fold in order for clip in data["clip_id"][data["fold"] == fold])
         scores[name] = _Scores(task["mean"], bootstrap_distribution(folds, task["multilabel"], RESAMPLES, SEED), clips)
     return scores
-
-
-def _interval(values: np.ndarray) -> list[float]:
-    tail = 100 * (1 - LEVEL) / 2
-    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
 
 
 def _paired(model: _Scores, reference: _Scores | None) -> bool:
@@ -188,7 +182,7 @@ def _mark(model: np.ndarray, reference: np.ndarray | None) -> str:
     """▲/▼ when the paired resampled difference excludes 0 at LEVEL; "" otherwise or without a reference."""
     if reference is None:
         return ""
-    low, high = _interval(model - reference)
+    low, high = percentile_interval(model - reference)
     return BETTER if low > 0 else WORSE if high < 0 else ""
 
 
@@ -222,7 +216,7 @@ def _summary(
                 cells[name] = {
                     "mean": entry.mean,
                     "std": run["tasks"][name]["std"],
-                    "ci95": _interval(entry.resampled) if entry.resampled is not None else None,
+                    "ci95": list(percentile_interval(entry.resampled)) if entry.resampled is not None else None,
                     "mark": _mark(entry.resampled, base.resampled) if _paired(entry, base) else "",
                     "mark_vs_first_protocol": _mark(entry.resampled, first.resampled) if _paired(entry, first) else "",
                 }
@@ -250,7 +244,7 @@ def _average(model: dict[str, _Scores], reference: dict[str, _Scores], tasks: li
     resampled = np.mean([model[name].resampled for name in tasks], axis=0)
     paired = all(_paired(model[name], reference.get(name)) for name in tasks)
     base = np.mean([reference[name].resampled for name in tasks], axis=0) if paired else None
-    return {"mean": mean, "ci95": _interval(resampled), "mark": _mark(resampled, base)}
+    return {"mean": mean, "ci95": list(percentile_interval(resampled)), "mark": _mark(resampled, base)}
 
 
 def _cell(entry: dict[str, Any] | None) -> str:

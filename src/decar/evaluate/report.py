@@ -283,8 +283,8 @@ def _paired_tests(
         for name in tasks:
             if name not in runs[0]["tasks"] or name not in runs[row]["tasks"]:
                 continue
-            reference = _load_predictions(folders[0], runs[0]["tasks"][name])
-            other = _load_predictions(folders[row], runs[row]["tasks"][name])
+            reference = load_predictions(folders[0], runs[0]["tasks"][name])
+            other = load_predictions(folders[row], runs[row]["tasks"][name])
             if reference is None or other is None:
                 untested.append(f"{labels[row]} on {name} (no predictions file)")
                 continue
@@ -300,7 +300,7 @@ def _paired_tests(
     return significant, untested
 
 
-def _load_predictions(folder: Path, task: dict[str, Any]) -> dict[str, np.ndarray] | None:
+def load_predictions(folder: Path, task: dict[str, Any]) -> dict[str, np.ndarray] | None:
     """A task's predictions arrays, or None for results written without them."""
     path = Path(folder) / task["predictions"] if "predictions" in task else None
     if path is None or not path.is_file():

@@ -112,7 +112,7 @@ def bootstrap_interval(
     level: float = LEVEL,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the task score over test clips (see the module docstring)."""
-    return _percentiles(bootstrap_distribution(folds, multilabel, resamples, seed), level)
+    return percentile_interval(bootstrap_distribution(folds, multilabel, resamples, seed), level)
 
 
 def task_score(folds: Sequence[FoldPredictions], multilabel: bool) -> float:
@@ -140,7 +140,7 @@ def paired_bootstrap(
     differences = bootstrap_distribution(folds_a, multilabel, resamples, seed) - bootstrap_distribution(
         folds_b, multilabel, resamples, seed
     )
-    low, high = _percentiles(differences, level)
+    low, high = percentile_interval(differences, level)
     return PairedComparison(
         difference=task_score(folds_a, multilabel) - task_score(folds_b, multilabel),
         interval=(low, high),
@@ -148,7 +148,8 @@ def paired_bootstrap(
     )
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The central `level` interval of resampled values (percentile bootstrap)."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     tail = 100 * (1 - level) / 2

@@ -28,7 +28,7 @@ import numpy as np
 from decar._io import atomic_write_text
 from decar.evaluate.protocols import PROTOCOLS
 from decar.evaluate.report import load_predictions, load_results
-from decar.evaluate.runner import evaluate
+from decar.evaluate.runner import PROBE_PROTOCOLS, evaluate
 from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_distribution, percentile_interval
 from decar.plots import save_png
 
@@ -96,10 +96,11 @@ def run_bench(
         raise ValueError("name at least one model (--model)")
     if len(set(model_specs)) != len(model_specs):
         raise ValueError(f"a model is named twice: {model_specs}")
-    unknown = [name for name in protocols if name not in PROTOCOLS or name in ("paper", "finetune")]
+    unknown = [name for name in protocols if name not in PROBE_PROTOCOLS]
     if unknown or not protocols:
-        probes = [name for name in PROTOCOLS if name not in ("paper", "finetune")]
-        raise ValueError(f"bench protocols must be probes on frozen embeddings ({', '.join(probes)}), got {unknown}")
+        raise ValueError(
+            f"bench protocols must be probes on frozen embeddings ({', '.join(PROBE_PROTOCOLS)}), got {unknown}"
+        )
     tasks = find_bench_tasks(bench_dir)
     if task_names:
         missing = sorted(set(task_names) - {task.name for task in tasks})

@@ -19,6 +19,7 @@ from decar.corpora.bench import BenchError, build_bench
 from decar.corpora.debian import DebianCache, is_reserved
 from decar.corpora.sources import is_under
 from decar.corpora.synth import Utterance
+from decar.corpora.tasks import SPLITS
 from decar.evaluate.tasks.hear import load_hear_task
 
 SCALE = 0.001
@@ -84,11 +85,19 @@ def test_corpus_holds_no_held_out_source_and_no_reserved_package(built: tuple[Pa
     assert corpus and held_rows and held_out
     leaked = [row["source_id"] for row in corpus if any(is_under(row["source_id"], unit) for unit in held_out)]
     assert leaked == []
-    # every valid/test recording is inside a held-out unit, except synthetic speech, which never enters the corpus
-    real_held = [row for row in held_rows if row["package"] != "espeak-ng"]
-    assert all(any(is_under(row["source_id"], unit) for unit in held_out) for row in real_held)
+    assert all(any(is_under(row["source_id"], unit) for unit in held_out) for row in held_rows)
     assert {row["source_id"] for row in corpus}.isdisjoint({row["source_id"] for row in held_rows})
     assert not any(is_reserved(row["package"]) for row in rows if row["package"])
+
+
+def test_language_id_is_scored_on_voices_the_probe_never_heard(built: tuple[Path, Path, Path]) -> None:
+    rows = [row for row in _manifest(built[0]) if row["task"] == "language_id"]
+    voices = {split: {row["source_id"] for row in rows if row["split"] == split} for split in SPLITS}
+    variants = {split: {source.partition("+")[2] for source in ids if "+" in source} for split, ids in voices.items()}
+    assert variants["valid"] and variants["test"] and variants["train"].isdisjoint(variants["valid"] | variants["test"])
+    assert variants["valid"].isdisjoint(variants["test"])
+    assert {row["package"] for row in rows if row["split"] == "train"} >= {"espeak-ng", "tuxpaint-stamps-default"}
+    assert {row["package"] for row in rows if row["split"] != "train"} == {"espeak-ng"}
 
 
 def test_corpus_files_list_and_manifest_agree(built: tuple[Path, Path, Path]) -> None:

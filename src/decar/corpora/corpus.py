@@ -99,19 +99,24 @@ def real_clips(inputs: Inputs, held_out: HeldOut, names: _Numbering) -> list[Cli
 
 
 def spoken_clips(inputs: Inputs, held_out: HeldOut) -> list[ClipSpec]:
-    """espeak-ng utterances of 1-2 descriptions in one language; texts of held-out stamps are left out."""
+    """espeak-ng utterances of 1-2 descriptions in one language; held-out stamps' texts and voices are left out."""
     pools = {
         voice: [text for stamp, text in pairs if not held_out.covers(f"tuxpaint-stamps-default/stamp/{stamp}")]
         for voice, pairs in inputs.texts.items()
     }
     voices = sorted(voice for voice, pool in pools.items() if pool)
+    heard_variants = {
+        voice: [variant for variant in inputs.variants if not held_out.covers(f"espeak-ng/{voice}+{variant}")]
+        for voice in voices
+    }
     rng = rng_for(inputs.seed, "corpus", "espeak-ng")
     specs = []
     for index in range(inputs.count(SPOKEN_CLIPS, 10)):
         language = voices[rng.integers(len(voices))]
         pool = pools[language]
         text = " ".join(pool[i] for i in rng.integers(len(pool), size=int(rng.integers(1, 3))))
-        variant = inputs.variants[rng.integers(len(inputs.variants))] if rng.random() < 0.85 else ""
+        variants = heard_variants[language]
+        variant = variants[rng.integers(len(variants))] if variants and rng.random() < 0.85 else ""
         voice = f"{language}+{variant}" if variant else language
         utterance = Utterance(
             text, voice, int(rng.integers(110, 241)), int(rng.integers(15, 86)), int(rng.integers(20, 91))

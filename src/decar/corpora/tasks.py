@@ -92,30 +92,48 @@ def _file_clips(design: TaskDesign, chosen: list[tuple[Entry, str, str, float]])
 
 
 LID_LANGUAGES = ("ca", "da", "el", "en", "es", "fr", "nl", "ro", "ru")
-"""Languages with recorded speech from two independent sources: Tux Paint (train) and KTuberling (valid, test)."""
-LID_RECORDED_PER_LANGUAGE = 300
-LID_SYNTHETIC_PER_LANGUAGE = 150
+"""Languages with recorded speech (Tux Paint, KTuberling) and with Tux Paint texts for espeak-ng to read."""
+LID_SYNTHETIC = {"train": 300, "valid": 60, "test": 120}
+"""espeak-ng clips per language and split."""
+LID_RECORDED_PER_LANGUAGE = 150
+LID_HELD_OUT_FRACTIONS = (0.2, 0.2)
+"""Shares of voice variants, and of stamp texts, whose speech only valid and test hear."""
 KTUBERLING = "ktuberling-data"
 
 
 def language_id(inputs: Inputs) -> TaskDesign:
+    """Spoken language, scored on voices and sentences the probe never heard.
+
+    The packages record one speaker per language each, so a test on recorded speech measures whether two
+    speakers sound alike, not the language (every encoder scored at chance on such a design). Valid and test
+    are therefore espeak-ng voices: every language read by voice variants (timbre, breathiness, formants) and
+    texts kept out of train and out of the corpus, at random speed and pitch. Train adds the recorded speakers.
+    """
     design = TaskDesign(
         "language_id",
-        f"spoken language ({len(LID_LANGUAGES)} classes): train on Tux Paint's recorded descriptions plus espeak-ng "
-        "voices, valid and test on KTuberling's speakers saying single words",
-        "by speaker: valid and test are KTuberling's recordings (split by word), whose speakers never occur in train",
-        2.0,
+        f"spoken language ({len(LID_LANGUAGES)} classes): espeak-ng voices reading Tux Paint's descriptions, valid "
+        "and test with voice variants and sentences never heard in train; train adds the recorded speakers of "
+        "Tux Paint and KTuberling",
+        "by voice and text: valid and test voice variants and the stamps whose descriptions they read occur in no "
+        "other split, nor in the corpus",
+        3.0,
     )
+    variant_rng = rng_for(inputs.seed, design.name, "variants")
+    variant_split = assign_splits(inputs.variants, variant_rng, LID_HELD_OUT_FRACTIONS)
+    stamps = sorted({stamp for language in LID_LANGUAGES for stamp, _text in inputs.texts.get(language, [])})
+    stamp_split = assign_splits(stamps, rng_for(inputs.seed, design.name, "stamps"), LID_HELD_OUT_FRACTIONS)
     recorded = inputs.catalog.select(
         lambda e: (
-            e.recording.package == TUXPAINT
-            and e.recording.labels.get("language") in LID_LANGUAGES
-            and "stamp" in e.recording.labels
+            e.recording.labels.get("language") in LID_LANGUAGES
+            and (
+                e.recording.package == KTUBERLING
+                or (e.recording.package == TUXPAINT and stamp_split.get(e.recording.labels.get("stamp")) == "train")
+            )
         )
     )
     rng = rng_for(inputs.seed, design.name, "recorded")
-    recorded = [
-        entry
+    chosen = [
+        (entry, "train", language, 0.0)
         for language in LID_LANGUAGES
         for entry in _subsample(
             [e for e in recorded if e.recording.labels["language"] == language],
@@ -123,22 +141,24 @@ def language_id(inputs: Inputs) -> TaskDesign:
             rng,
         )
     ]
-    unseen = inputs.catalog.select(
-        lambda e: e.recording.package == KTUBERLING and e.recording.labels.get("language") in LID_LANGUAGES
-    )
-    words = sorted({entry.recording.labels["word"] for entry in unseen})
-    order = [words[i] for i in rng_for(inputs.seed, design.name, "split").permutation(len(words))]
-    split_of = {word: "valid" if position < len(order) // 3 else "test" for position, word in enumerate(order)}
-    chosen = [(entry, "train", entry.recording.labels["language"], 0.0) for entry in recorded]
-    chosen += [(e, split_of[e.recording.labels["word"]], e.recording.labels["language"], 0.0) for e in unseen]
     _file_clips(design, chosen)
-    design.held_out = {"/".join(entry.recording.source_id.split("/")[:2]) for entry in unseen}
     rng = rng_for(inputs.seed, design.name, "speech")
     for language in LID_LANGUAGES:
-        pool = inputs.texts.get(language, [])
-        for index in range(inputs.count(LID_SYNTHETIC_PER_LANGUAGE, 3) if pool else 0):
-            voice, utterance = _random_voice(inputs, rng, pool[rng.integers(len(pool))][1], language)
-            _add_synthetic_training_clip(design, f"{language}_espeak{index:04d}", utterance, voice, language, rng)
+        texts = inputs.texts.get(language, [])
+        for split, count in LID_SYNTHETIC.items():
+            pool = [text for stamp, text in texts if stamp_split[stamp] == split]
+            variants = [variant for variant in inputs.variants if variant_split[variant] == split]
+            for index in range(inputs.count(count, 3) if pool and variants else 0):
+                variant = variants[rng.integers(len(variants))]
+                voice = f"{language}+{variant}"
+                utterance = _spoken(rng, pool[rng.integers(len(pool))], voice)
+                _add_synthetic_clip(design, split, f"{language}_espeak{index:04d}", utterance, voice, language, rng)
+    design.held_out = {
+        f"espeak-ng/{language}+{variant}"
+        for language in LID_LANGUAGES
+        for variant, split in variant_split.items()
+        if split != "train"
+    } | {f"{TUXPAINT}/stamp/{stamp}" for stamp, split in stamp_split.items() if split != "train"}
     return design
 
 
@@ -180,23 +200,23 @@ def spoken_digits(inputs: Inputs) -> TaskDesign:
     for index in range(inputs.count(DIGITS_PER_CLASS * 10, 20)):
         digit = str(index % 10)
         voice, utterance = _random_voice(inputs, rng, digit)
-        _add_synthetic_training_clip(design, f"espeak{index:05d}", utterance, f"{voice}/digit{digit}", digit, rng)
+        _add_synthetic_clip(design, "train", f"espeak{index:05d}", utterance, f"{voice}/digit{digit}", digit, rng)
     return design
 
 
-def _add_synthetic_training_clip(
-    design: TaskDesign, stem: str, utterance: Utterance, source: str, label: str, rng: np.random.Generator
+def _add_synthetic_clip(
+    design: TaskDesign, split: str, stem: str, utterance: Utterance, source: str, label: str, rng: np.random.Generator
 ) -> None:
-    """An espeak-ng utterance as a training clip of `design`, at a random peak level drawn from `rng`."""
+    """An espeak-ng utterance as a clip of `design` from voice `source`, at a random peak level drawn from `rng`."""
     design.specs.append(
         ClipSpec(
-            f"tasks/{design.name}/16000/train/{stem}.flac",
+            f"tasks/{design.name}/16000/{split}/{stem}.flac",
             utterance,
             "espeak-ng",
             f"espeak-ng/{source}",
             "task",
             design.name,
-            "train",
+            split,
             label,
             max_s=design.clip_s,
             peak=float(rng.uniform(0.3, 0.9)),
@@ -204,14 +224,17 @@ def _add_synthetic_training_clip(
     )
 
 
-def _random_voice(inputs: Inputs, rng: np.random.Generator, text: str, language: str = "") -> tuple[str, Utterance]:
-    """A voice of ``language`` (default: a random one), with a random variant, speed and pitch, saying ``text``."""
-    language = language or inputs.voices[rng.integers(len(inputs.voices))]
+def _random_voice(inputs: Inputs, rng: np.random.Generator, text: str) -> tuple[str, Utterance]:
+    """A random language, mostly with a random variant, saying ``text``."""
+    language = inputs.voices[rng.integers(len(inputs.voices))]
     variant = inputs.variants[rng.integers(len(inputs.variants))] if rng.random() < 0.85 else ""
     voice = f"{language}+{variant}" if variant else language
-    return voice, Utterance(
-        text, voice, int(rng.integers(120, 230)), int(rng.integers(15, 86)), int(rng.integers(20, 91))
-    )
+    return voice, _spoken(rng, text, voice)
+
+
+def _spoken(rng: np.random.Generator, text: str, voice: str) -> Utterance:
+    """``voice`` saying ``text`` at a random speed, pitch and pitch range."""
+    return Utterance(text, voice, int(rng.integers(120, 230)), int(rng.integers(15, 86)), int(rng.integers(20, 91)))
 
 
 PITCH_RANGES: dict[str, tuple[int, int]] = {

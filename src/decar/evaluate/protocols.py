@@ -123,9 +123,8 @@ class LogisticConfig:
     preset: valid serves selection only. Refitting on train + valid (``refit="train+valid"``, as scikit-learn's
     grid search does) lets the probe learn the validation sources, and in tasks whose valid and test splits share
     sources that are absent from train (an early design of the bench's language_id: the same speakers, other
-    words) that teaches it
-    the test speakers: BYOL-A scored 0.775 there with it and 0.114 (chance) without. Standardisation keeps train
-    statistics.
+    words) that teaches it the test speakers: BYOL-A scored 0.775 there with it and 0.114 (chance) without.
+    Standardisation keeps train statistics.
 
     Attributes:
         l2_grid: penalties to try, on the mean-loss scale.

@@ -142,11 +142,14 @@ def paper_settings() -> dict[str, Any]:
                 "freq_scale": [0.6, 1.5],
                 "time_scale": [0.6, 1.5],
             },
+            "random_gain": {"enabled": False, "max_db": 6.0},  # ours, not in v1
+            "order": ["running_norm", "random_gain", "mixup", "random_resize_crop", "specaugment"],
         },
         "data": {
             "crop_seconds": 10.0,  # §1a: whole 10 s clips
             "random_crop": True,
-            "pad_to_crop": True,  # §1a: zero-padded
+            "pad_to_crop": True,
+            "pad_mode": "silence",  # §1a: zero-padded
             "min_seconds": 0.05,
             "cache_dir": None,
             "num_workers": 4,
@@ -161,6 +164,7 @@ def paper_settings() -> dict[str, Any]:
             "kmeans_iters": 20,  # §1a
             "kmeans_backend": "auto",
             "top_layer_std": 0.01,  # §1a: N(0, 0.01)
+            "top_layer_momentum": 0.0,  # DeepCluster's top-layer optimiser: plain SGD, recreated each epoch
             "bn_recalibration": "first",
             "bn_recalibration_batches": 20,
         },
@@ -172,6 +176,11 @@ def paper_settings() -> dict[str, Any]:
             "epochs": 200,
             "steps_per_epoch": None,  # one pass over the data per epoch
             "grad_clip": None,
+            "schedule": "constant",  # §1a: no schedule
+            "warmup_epochs": 0.0,
+            "final_lr": 0.0,
+            "lars": False,
+            "lars_trust": 0.001,
         },
         "seed": 0,
         "deterministic": False,

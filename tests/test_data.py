@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from decar.augment import SpecAugmentConfig
 from decar.data import AudioCrops, BatchCollator, scan_files
 from decar.frontend import FrontendConfig
 from decar.testing import write_bad_files, write_synthetic_corpus
@@ -44,15 +43,6 @@ def test_random_crops_depend_only_on_seed_epoch_and_position(files: list[Path]) 
     assert torch.equal(crops[(0, 1)].logmel, crops[(0, 2)].logmel)  # centre crop, no randomness
 
 
-def test_specaugment_only_in_training(files: list[Path]) -> None:
-    plain = _crops(files)
-    augmented = _crops(files, specaugment=SpecAugmentConfig(freq_masks=2, freq_mask_width=30))
-    changed = [not torch.equal(plain[(0, p)].logmel, augmented[(0, p)].logmel) for p in range(8)]
-    assert any(changed)
-    plain.mode = augmented.mode = "features"
-    assert torch.equal(plain[(0, 0)].logmel, augmented[(0, 0)].logmel)
-
-
 def test_short_files_are_padded_with_silence(tmp_path: Path) -> None:
     short = [p for p, _ in write_synthetic_corpus(tmp_path, files_per_kind=1, seconds=0.2, kinds=("tone",))]
     crops = AudioCrops(short, FrontendConfig(), crop_seconds=1.0)
@@ -60,6 +50,20 @@ def test_short_files_are_padded_with_silence(tmp_path: Path) -> None:
     assert logmel.shape[0] == crops.crop_frames
     # log(1e-5) of silence, up to the rounding of a vectorised log against a scalar one.
     torch.testing.assert_close(logmel[-10:], torch.full_like(logmel[-10:], math.log(1e-5)), rtol=0, atol=1e-5)
+
+
+def test_short_files_can_be_tiled_instead_and_keep_their_own_level(tmp_path: Path) -> None:
+    short = [p for p, _ in write_synthetic_corpus(tmp_path, files_per_kind=1, seconds=0.2, kinds=("tone",))]
+    padded = AudioCrops(short, FrontendConfig(), crop_seconds=1.0)[(0, 0)]
+    tiled = AudioCrops(short, FrontendConfig(), crop_seconds=1.0, pad_mode="tile")[(0, 0)]
+    assert tiled.logmel.shape == padded.logmel.shape
+    own = AudioCrops(short, FrontendConfig(), crop_seconds=1.0, pad_to_crop=False)[(0, 0)].logmel
+    period = own.shape[0]
+    torch.testing.assert_close(tiled.logmel[period : 2 * period], own)  # the clip again, not silence
+    assert tiled.logmel.min() > math.log(1e-5) + 1
+    assert tiled.level == pytest.approx(padded.level) == pytest.approx(float(own.mean()), abs=1e-5)
+    batch = BatchCollator(FrontendConfig())([tiled, padded])
+    assert batch.levels.tolist() == pytest.approx([tiled.level, padded.level])
 
 
 def test_bad_files_are_reported_not_raised(tmp_path: Path, files: list[Path]) -> None:

@@ -37,6 +37,8 @@ __all__ = [
     "GeneratorArg",
     "MixupConfig",
     "MixupLogExp",
+    "RandomGain",
+    "RandomGainConfig",
     "RandomResizeCrop",
     "RandomResizeCropConfig",
     "RunningNorm",
@@ -202,16 +204,50 @@ class RandomResizeCropConfig(_DictConfig):
 
 
 @dataclass
-class AugmentConfig(_DictConfig):
-    """Training-view augmentations; the defaults are DECAR v1's (SpecAugment only).
+class RandomGainConfig(_DictConfig):
+    """A random loudness change per sample, uniform in ±max_db (ours: keeps level out of the pseudo-labels).
 
-    Applied in BYOL-A's order: running norm, mixup, random resize crop, then SpecAugment.
+    Attributes:
+        enabled: apply it at all.
+        max_db: largest change in decibels.
+    """
+
+    enabled: bool = False
+    max_db: float = 6.0
+
+    def __post_init__(self) -> None:
+        _require(self.max_db >= 0, f"RandomGainConfig.max_db must be >= 0, got {self.max_db!r}")
+
+
+AUGMENTATIONS = ("running_norm", "random_gain", "mixup", "random_resize_crop", "specaugment")
+"""Every augmentation's config key, in the default order (BYOL-A's, then ours, then SpecAugment)."""
+
+
+@dataclass
+class AugmentConfig(_DictConfig):
+    """Training-view augmentations of the normalised log-mel batch; the defaults are DECAR v1's (SpecAugment).
+
+    Attributes:
+        order: the order in which the enabled augmentations run; every enabled one must be listed.
     """
 
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     running_norm: RunningNormConfig = field(default_factory=RunningNormConfig)
+    random_gain: RandomGainConfig = field(default_factory=RandomGainConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)
     random_resize_crop: RandomResizeCropConfig = field(default_factory=RandomResizeCropConfig)
+    order: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.order) - set(AUGMENTATIONS))
+        _require(not unknown, f"augment.order: unknown augmentation(s) {unknown}; known: {list(AUGMENTATIONS)}")
+        _require(len(set(self.order)) == len(self.order), f"augment.order lists one twice: {self.order}")
+        unlisted = [name for name in self.enabled() if name not in self.order]
+        _require(not unlisted, f"augment.{unlisted} enabled but missing from augment.order: it would never run")
+
+    def enabled(self) -> list[str]:
+        """The enabled augmentations, in `order`."""
+        return [name for name in self.order if getattr(self, name).enabled]
 
 
 def _resample_time(segment: Tensor, length: int) -> Tensor:
@@ -391,8 +427,8 @@ class MixupLogExp(nn.Module):
 
     x' = log((1 − α)·exp(x) + α·exp(z) + eps) with α = ratio·U(0, 1) per sample and z drawn uniformly
     from a FIFO memory of the last `memory_size` inputs (detached, unmixed). A batch mixes only with earlier
-    batches and is then stored; with an empty memory the batch passes unchanged. The memory is a
-    non-persistent buffer: it follows `.to(device)` but is not saved, and all inputs must share one
+    batches and is then stored; with an empty memory the batch passes unchanged. The memory follows
+    `.to(device)` and is saved in the module's state dict (as extra state), and all inputs must share one
     (C, T, F) shape (fixed-size crops). Like BYOL-A, it expects normalised inputs (after RunningNorm): on
     raw log-mels near their floor (e.g. log 1e-5) the eps term lifts values slightly even when α = 0.
 
@@ -441,6 +477,15 @@ class MixupLogExp(nn.Module):
         mixed = x if self.num_stored == 0 else self._mix(x, draws)
         self._remember(x.detach())
         return mixed
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The memory and its fill level, so a resumed run mixes with the same past samples."""
+        memory = self.memory if self.memory is not None else torch.zeros(0)
+        return {"memory": memory, "num_stored": self.num_stored, "next_slot": self._next_slot}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.memory = state["memory"] if state["memory"].numel() else None
+        self.num_stored, self._next_slot = int(state["num_stored"]), int(state["next_slot"])
 
     def _mix(self, x: Tensor, draws: Tensor) -> Tensor:
         """Log-domain mix of (B, C, T, F) `x` with remembered partners; logsumexp keeps large x finite."""
@@ -529,6 +574,29 @@ class RandomResizeCrop(nn.Module):
         return lengths.clamp(1, canvas).long()
 
 
+class RandomGain(nn.Module):
+    """Add a per-sample offset to the log-mel: a gain of g dB is ``g · log_units_per_db`` in its units.
+
+    Args:
+        max_db: the gain is uniform in [−max_db, max_db].
+        log_units_per_db: how much one dB moves the (normalised) log-mel, e.g. ln(10) / 20 / std for a
+            natural-log magnitude spectrogram divided by `std`.
+    """
+
+    def __init__(self, max_db: float, log_units_per_db: float) -> None:
+        super().__init__()
+        self.max_db = max_db
+        self.log_units_per_db = log_units_per_db
+
+    def forward(self, x: Tensor, generator: GeneratorArg = None) -> Tensor:
+        _check_input(x, "RandomGain")
+        if not self.training:
+            return x
+        gain_db = (2 * _uniform(x.shape[0], 1, generator)[:, 0] - 1) * self.max_db
+        offset = (gain_db * self.log_units_per_db).to(device=x.device, dtype=x.dtype)
+        return x + offset.view(-1, *([1] * (x.dim() - 1)))
+
+
 class Augmentation(nn.Sequential):
     """A chain of augmentations that hands the same `generator` to each (identity when empty)."""
 
@@ -539,21 +607,24 @@ class Augmentation(nn.Sequential):
         return x
 
 
-def build_augmentation(config: AugmentConfig | None = None) -> Augmentation:
-    """Build the enabled augmentations in BYOL-A's order, then SpecAugment.
+def build_augmentation(config: AugmentConfig | None = None, log_units_per_db: float = 0.1151) -> Augmentation:
+    """Build every enabled augmentation, in `config.order`.
+
+    Args:
+        config: what to build (default: DECAR v1's SpecAugment).
+        log_units_per_db: the size of one dB in the input's units, for RandomGain (default: natural-log
+            magnitude, un-normalised: ln(10) / 20).
 
     Example:
         >>> aug = build_augmentation(AugmentConfig())  # DECAR v1: SpecAugment only
     """
     cfg = config if config is not None else AugmentConfig()
-    modules: list[nn.Module] = []
-    if cfg.running_norm.enabled:
-        modules.append(RunningNorm(cfg.running_norm.frozen_after))
-    if cfg.mixup.enabled:
-        modules.append(MixupLogExp(cfg.mixup.ratio, cfg.mixup.memory_size))
-    if cfg.random_resize_crop.enabled:
-        rrc = cfg.random_resize_crop
-        modules.append(RandomResizeCrop(rrc.virtual_crop_scale, rrc.freq_scale, rrc.time_scale))
-    if cfg.specaugment.enabled:
-        modules.append(SpecAugment(cfg.specaugment))
-    return Augmentation(*modules)
+    rrc = cfg.random_resize_crop
+    builders = {
+        "running_norm": lambda: RunningNorm(cfg.running_norm.frozen_after),
+        "random_gain": lambda: RandomGain(cfg.random_gain.max_db, log_units_per_db),
+        "mixup": lambda: MixupLogExp(cfg.mixup.ratio, cfg.mixup.memory_size),
+        "random_resize_crop": lambda: RandomResizeCrop(rrc.virtual_crop_scale, rrc.freq_scale, rrc.time_scale),
+        "specaugment": lambda: SpecAugment(cfg.specaugment),
+    }
+    return Augmentation(*(builders[name]() for name in cfg.enabled()))

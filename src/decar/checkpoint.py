@@ -19,7 +19,7 @@ import decar
 from decar._io import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 FORMAT_NAME = "decar-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):

@@ -1,4 +1,5 @@
-"""Clustering primitives for DECAR: k-means, PCA whitening, NMI and the DeepCluster v1 sampler.
+"""Clustering primitives for DECAR: k-means (plain and distributed spherical), PCA whitening, NMI, the
+DeepCluster v1 sampler, Sinkhorn-Knopp equipartition and EMA centroids.
 
 Everything here is a pure function of its tensor arguments: no global state, no device moves other than
 the ones documented (random draws happen on CPU so that a seed gives the same result on every device).
@@ -13,18 +14,23 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from sklearn.metrics import normalized_mutual_info_score
 from torch import Tensor
+from torch.distributed import ProcessGroup
 
 __all__ = [
     "ClusterSizeStats",
     "KMeansResult",
     "balanced_cluster_indices",
     "cluster_size_stats",
+    "ema_centroids",
     "kmeans",
     "nmi",
     "pca_whiten",
+    "sinkhorn",
+    "spherical_kmeans",
 ]
 
 Backend = Literal["torch", "faiss", "auto"]
@@ -454,3 +460,116 @@ def _draw_members(members: Tensor, count: int, generator: torch.Generator | None
     if members.numel() >= count:
         return members[torch.randperm(members.numel(), generator=generator)[:count]]
     return members[torch.randint(members.numel(), (count,), generator=generator)]
+
+
+def _sum_across(tensor: Tensor, group: ProcessGroup | None) -> Tensor:
+    """Sum ``tensor`` over the processes of ``group`` in place (nothing to do without a group)."""
+    if group is not None:
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM, group=group)
+    return tensor
+
+
+def _rank_and_size(group: ProcessGroup | None) -> tuple[int, int]:
+    return (torch_dist.get_rank(group), torch_dist.get_world_size(group)) if group is not None else (0, 1)
+
+
+def spherical_kmeans(
+    x: Tensor, num_clusters: int, num_iters: int = 10, seed: int = 0, group: ProcessGroup | None = None
+) -> KMeansResult:
+    """DeepCluster-v2's k-means on the unit sphere, its work split across the processes of ``group``.
+
+    Every process holds the same rows ``x``; process r assigns rows r, r + W, ... The initial centroids are
+    ``num_clusters`` rows drawn with a CPU generator seeded by ``seed`` and broadcast from rank 0; per-cluster
+    sums and counts are all-reduced, so each round gives every process the same centroids. A cluster left
+    empty takes the row worst served by its centroid (chosen over all processes), never stays dead.
+
+    Args:
+        x: (N, D) features, identical on every process of ``group``; L2-normalised here.
+        num_clusters: K, with 1 <= K <= N.
+        num_iters: assignment + update rounds.
+        seed: seed of the initial rows.
+        group: a torch.distributed process group, or None for a single process.
+
+    Returns:
+        A :class:`KMeansResult` with unit centroids and the assignment of every row (gathered on every process).
+    """
+    _check_kmeans_args(x, num_clusters, num_iters, 1, "torch", "random")
+    data = F.normalize(x.detach().float(), dim=1)
+    rank, world = _rank_and_size(group)
+    mine = torch.arange(rank, data.shape[0], world, device=data.device)
+    generator = torch.Generator().manual_seed(seed)
+    centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)].clone()
+    if group is not None:
+        torch_dist.broadcast(centroids, src=torch_dist.get_global_rank(group, 0), group=group)
+    for _ in range(num_iters):
+        labels, similarity = (data[mine] @ centroids.T).max(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, data[mine])
+        counts = torch.bincount(labels, minlength=num_clusters).to(data.dtype)
+        _sum_across(sums, group)
+        _sum_across(counts, group)
+        filled = counts > 0
+        centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
+        empty = torch.nonzero(~filled).squeeze(1)
+        if empty.numel():
+            distance = torch.zeros(data.shape[0], dtype=data.dtype, device=data.device)
+            distance[mine] = 1.0 - similarity
+            worst = _sum_across(distance, group).topk(empty.numel()).indices
+            centroids[empty] = data[worst]
+    assignments = torch.zeros(data.shape[0], dtype=torch.long, device=data.device)
+    assignments[mine] = (data[mine] @ centroids.T).argmax(dim=1)
+    _sum_across(assignments, group)
+    counts = torch.bincount(assignments, minlength=num_clusters)
+    return KMeansResult(
+        centroids=centroids,
+        assignments=assignments,
+        inertia=_inertia(data, centroids, assignments, 8192),
+        num_empty=int((counts == 0).sum()),
+    )
+
+
+@torch.no_grad()
+def sinkhorn(scores: Tensor, epsilon: float = 0.05, num_iters: int = 3, group: ProcessGroup | None = None) -> Tensor:
+    """Soft assignments with equal cluster marginals over the whole (distributed) batch (SwAV's Sinkhorn-Knopp).
+
+    Rows are samples, columns clusters. The result Q has every row summing to 1 and every column to B / K
+    (B the global batch size): no cluster can take all samples, the guard against collapse. Computed in the
+    log domain after subtracting the global maximum, so large ``scores / epsilon`` do not overflow.
+
+    Args:
+        scores: (B_local, K) similarities (e.g. cosine to the centroids).
+        epsilon: entropic regularisation; smaller is closer to a hard assignment.
+        num_iters: alternating normalisation rounds (SwAV uses 3).
+        group: process group whose batches share the marginals (None: this batch alone).
+    """
+    logits = scores.detach().double() / epsilon
+    peak = logits.max().clone()
+    if group is not None:
+        torch_dist.all_reduce(peak, op=torch_dist.ReduceOp.MAX, group=group)
+    q = torch.exp(logits - peak)
+    total_batch = _sum_across(torch.tensor(float(q.shape[0]), dtype=q.dtype, device=q.device), group)
+    num_clusters = q.shape[1]
+    q /= _sum_across(q.sum(), group)
+    for _ in range(num_iters):
+        q /= _sum_across(q.sum(dim=0, keepdim=True), group) * num_clusters
+        q /= q.sum(dim=1, keepdim=True) * total_batch
+    return (q * total_batch).to(scores.dtype)
+
+
+@torch.no_grad()
+def ema_centroids(
+    centroids: Tensor, features: Tensor, assignments: Tensor, decay: float, group: ProcessGroup | None = None
+) -> tuple[Tensor, Tensor]:
+    """Move each centroid towards the mean of the features assigned to it in this (global) batch.
+
+    ``c ← normalise(decay · c + (1 − decay) · mean)`` for clusters with members; others keep their centroid.
+
+    Returns:
+        The new (K, D) unit centroids and the (K,) global member counts of this batch.
+    """
+    sums = torch.zeros_like(centroids).index_add_(0, assignments, features.detach().to(centroids.dtype))
+    counts = torch.bincount(assignments, minlength=centroids.shape[0]).to(centroids.dtype)
+    _sum_across(sums, group)
+    _sum_across(counts, group)
+    means = sums / counts.clamp_min(1)[:, None]
+    moved = F.normalize(decay * centroids + (1.0 - decay) * means, dim=1)
+    return torch.where(counts[:, None] > 0, moved, centroids), counts

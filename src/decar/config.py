@@ -18,6 +18,7 @@ import yaml
 from decar._dicts import ConfigError, dataclass_from_dict
 from decar.augment import AugmentConfig
 from decar.frontend import FrontendConfig
+from decar.objectives import DeepClusterV1Config, list_objectives, objective_config_class
 
 CONFIG_VERSION = 1
 
@@ -29,7 +30,9 @@ class DataConfig:
     Attributes:
         crop_seconds: length of each training example; the paper uses whole 10 s clips.
         random_crop: random crop position while training (the per-epoch feature pass always centre-crops).
-        pad_to_crop: zero-pad shorter files to `crop_seconds` (else batches are padded to their longest item).
+        pad_to_crop: bring shorter files to `crop_seconds` (else batches are padded to their longest item).
+        pad_mode: how a short crop is brought to length: "silence" (zero-pad the waveform, the paper) or
+            "tile" (repeat the clip), which leaves no silent tail whose length a clustering could encode.
         min_seconds: files shorter than this are skipped as unusable.
         cache_dir: folder for cached log-mel features so epochs do not re-decode audio (None: no cache).
         num_workers: DataLoader worker processes (each decodes and featurises audio on one thread).
@@ -39,6 +42,7 @@ class DataConfig:
     crop_seconds: float = 10.0
     random_crop: bool = True
     pad_to_crop: bool = True
+    pad_mode: str = "silence"
     min_seconds: float = 0.05
     cache_dir: str | None = None
     num_workers: int = 4
@@ -54,43 +58,21 @@ class ModelConfig:
 
 
 @dataclass
-class ObjectiveConfig:
-    """DeepCluster (DECAR v1) pseudo-labelling and head settings, REFERENCE §1a.
-
-    Attributes:
-        hidden_dim: width of the two-layer MLP between encoder and the per-epoch top layer.
-        dropout: dropout before each MLP layer.
-        num_clusters: k of k-means.
-        pca_dim: PCA-whitening output dimension before k-means.
-        kmeans_iters: Lloyd iterations per epoch.
-        kmeans_backend: "torch", "faiss" or "auto" (faiss when it is installed and the features are on CPU;
-            the official code clustered with faiss).
-        top_layer_std: std of the freshly initialised top layer each epoch.
-        bn_recalibration: when to re-estimate BatchNorm statistics from data before the feature pass:
-            "first" (before epoch 0 only: at random init the running statistics are (0, 1) and eval-mode
-            features of a deep network vanish, so the paper's first clustering is degenerate), "every"
-            (before each epoch; for runs with few steps per epoch) or "never" (the official code).
-        bn_recalibration_batches: batches used for that estimate.
-    """
-
-    hidden_dim: int = 512
-    dropout: float = 0.5
-    num_clusters: int = 512
-    pca_dim: int = 128
-    kmeans_iters: int = 20
-    kmeans_backend: str = "auto"
-    top_layer_std: float = 0.01
-    bn_recalibration: str = "first"
-    bn_recalibration_batches: int = 20
-
-
-@dataclass
 class OptimConfig:
-    """SGD settings of the paper (no schedule).
+    """SGD settings; the defaults are the paper's (no schedule).
 
     Attributes:
-        steps_per_epoch: optimiser steps between two clusterings; None is the paper's one pass over the
-            data (N // batch_size). Small corpora need more steps to learn each epoch's pseudo-labels.
+        steps_per_epoch: optimiser steps per epoch (between two clusterings for the per-epoch methods); None
+            is the paper's one pass over the data (N // batch_size). Small corpora need more steps to learn
+            each epoch's pseudo-labels.
+        schedule: "constant" (the paper) or "warmup_cosine": linear warmup from 0 over `warmup_epochs`, then
+            cosine decay to `final_lr`, set every step (DeepCluster-v2's schedule, which its official code
+            builds but never applies).
+        warmup_epochs: length of the warmup (may be fractional).
+        final_lr: learning rate at the last step of a cosine schedule.
+        lars: wrap SGD in LARS (layer-wise trust ratio, LARC's clip mode on every parameter, as swav trains
+            DeepCluster-v2 with large batches).
+        lars_trust: LARS trust coefficient (swav: 0.001).
     """
 
     lr: float = 0.05
@@ -100,6 +82,11 @@ class OptimConfig:
     epochs: int = 200
     steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    final_lr: float = 0.0
+    lars: bool = False
+    lars_trust: float = 0.001
 
 
 def paper_frontend() -> FrontendConfig:
@@ -115,7 +102,9 @@ class DecarConfig:
     """Everything a pretraining run needs; the defaults are the paper's DECAR v1 settings (configs/decar.yaml).
 
     Attributes:
-        method: objective family; "deepcluster_v1" is the paper's first published variant.
+        method: the pretraining method (`decar.objectives.list_objectives()`): "deepcluster_v1" (the paper's
+            first published variant), "dcv2" (its later DeepCluster-v2 variant) or "online".
+        objective: the method's own settings, a dataclass registered with it (`objective_config_class`).
         seed: base seed; every random draw is a function of (seed, epoch, step) so resumes are exact.
         deterministic: ask torch for deterministic kernels (slower; used by the resume test).
         device: "auto" (cuda if available), "cpu" or "cuda".
@@ -130,7 +119,7 @@ class DecarConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: Any = field(default_factory=DeepClusterV1Config)
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     deterministic: bool = False
@@ -142,8 +131,12 @@ class DecarConfig:
 
     def validate(self) -> DecarConfig:
         """Raise ConfigError on settings that cannot run; returns self for chaining."""
+        if self.method not in list_objectives():
+            raise ConfigError(f"method must be one of {', '.join(list_objectives())}, got {self.method!r}")
+        expected = objective_config_class(self.method)
+        if not isinstance(self.objective, expected):
+            raise ConfigError(f"method {self.method!r} takes objective settings {expected.__name__}")
         checks = [
-            (self.method == "deepcluster_v1", f"method must be 'deepcluster_v1', got {self.method!r}"),
             (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}"),
             (
                 self.device in ("auto", "cpu", "cuda"),
@@ -153,16 +146,13 @@ class DecarConfig:
             (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
             (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
-            (self.objective.num_clusters >= 2, "objective.num_clusters must be >= 2"),
-            (0 <= self.objective.dropout < 1, "objective.dropout must be in [0, 1)"),
-            (
-                self.objective.kmeans_backend in ("torch", "faiss", "auto"),
-                "objective.kmeans_backend: torch|faiss|auto",
-            ),
+            (self.optim.schedule in ("constant", "warmup_cosine"), "optim.schedule: constant|warmup_cosine"),
+            (self.optim.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0"),
+            (self.data.pad_mode in ("silence", "tile"), "data.pad_mode: silence|tile"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        problems = [message for ok, message in checks if not ok] + self.objective.validate()
+        if problems:
+            raise ConfigError(problems[0])
         try:
             self.frontend.validate()
         except ValueError as err:
@@ -177,7 +167,16 @@ class DecarConfig:
         """Build from a plain dict; keys it leaves out take DecarConfig()'s values, inside sections too."""
         data = dict(data)
         data.pop("config_version", None)
-        return dataclass_from_dict(cls, _fill_defaults(cls(), data))
+        objective = data.pop("objective", None) or {}
+        config = dataclass_from_dict(cls, _fill_defaults(cls(), data))
+        try:
+            objective_class = objective_config_class(config.method)
+        except KeyError as err:
+            raise ConfigError(err.args[0]) from err
+        config.objective = dataclass_from_dict(
+            objective_class, _fill_defaults(objective_class(), objective), prefix="objective."
+        )
+        return config
 
     def to_yaml(self, path: str | Path) -> None:
         from decar._io import atomic_write_text

@@ -21,7 +21,6 @@ from torch.utils.data import Dataset
 
 from decar._io import atomic_write_bytes
 from decar.audio import AudioError, audio_info, load_audio
-from decar.augment import SpecAugment, SpecAugmentConfig
 from decar.frontend import FrontendConfig, LogMelSpectrogram
 
 log = logging.getLogger(__name__)
@@ -29,20 +28,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Example:
-    """One loaded item: unnormalised log-mel (frames, n_mels), its dataset index, or the reason it failed."""
+    """One loaded item: unnormalised log-mel (frames, n_mels), its dataset index, or the reason it failed.
+
+    ``level`` is the mean log-mel of the crop's own frames (before any padding): how loud the clip is, logged
+    against the cluster assignments to catch a method that clusters on loudness.
+    """
 
     index: int
     logmel: torch.Tensor | None
     error: str | None = None
+    level: float = math.nan
 
 
 @dataclass
 class Batch:
-    """Log-mels padded to a common length, (B, 1, T, F), with dataset indices and the failures met."""
+    """Log-mels padded to a common length, (B, 1, T, F), with dataset indices, levels and the failures met."""
 
     logmel: torch.Tensor
     indices: torch.Tensor
     failures: list[tuple[int, str]]
+    levels: torch.Tensor | None = None
 
 
 def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str]]:
@@ -50,7 +55,13 @@ def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], d
 
     Only headers are read, so this is fast; files that fail later on decoding are caught in `__getitem__`.
     """
-    good, bad = [], {}
+    good, bad, _durations = scan_durations(paths, min_seconds)
+    return good, bad
+
+
+def scan_durations(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str], list[float]]:
+    """:func:`scan_files`, plus the duration in seconds of every kept file (from its header)."""
+    good, bad, durations = [], {}, []
     for path in paths:
         try:
             info = audio_info(path)
@@ -61,7 +72,8 @@ def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], d
             bad[str(path)] = f"too short ({info.duration_s:.3f} s < data.min_seconds={min_seconds})"
             continue
         good.append(path)
-    return good, bad
+        durations.append(info.duration_s)
+    return good, bad, durations
 
 
 def seeded_rng(*keys: int) -> np.random.Generator:
@@ -72,14 +84,15 @@ def seeded_rng(*keys: int) -> np.random.Generator:
 class AudioCrops(Dataset):
     """Log-mel crops of audio files for pretraining.
 
-    Items are requested as (dataset index, position in epoch) pairs; the position seeds the crop and the
-    augmentation. `mode` is "train" (random crop + SpecAugment), "features" (centre crop, no augmentation) or
-    "stats" (centre crop, no padding: for normalisation statistics).
+    Items are requested as (dataset index, position in epoch) pairs; the position seeds the crop. `mode` is
+    "train" (random crop), "features" (centre crop) or "stats" (centre crop, no padding: for normalisation
+    statistics). Augmentations run later, on the normalised batch (see `decar.augment`).
 
     Args:
         files: audio paths (already scanned).
         frontend: log-mel settings.
-        crop_seconds: crop length; shorter files are zero-padded when `pad_to_crop`.
+        crop_seconds: crop length; shorter files are brought to it when `pad_to_crop`.
+        pad_mode: "silence" (zero-pad the waveform) or "tile" (repeat the clip's frames).
         cache_dir: where whole-file log-mels are cached as .npy (None: decode every time).
     """
 
@@ -91,8 +104,8 @@ class AudioCrops(Dataset):
         random_crop: bool = True,
         pad_to_crop: bool = True,
         cache_dir: str | Path | None = None,
-        specaugment: SpecAugmentConfig | None = None,
         seed: int = 0,
+        pad_mode: str = "silence",
     ) -> None:
         self.files = [Path(f) for f in files]
         self.frontend_config = frontend
@@ -102,7 +115,9 @@ class AudioCrops(Dataset):
         self.random_crop = random_crop
         self.pad_to_crop = pad_to_crop
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.specaugment = SpecAugment(specaugment) if specaugment and specaugment.enabled else None
+        if pad_mode not in ("silence", "tile"):
+            raise ValueError(f"pad_mode must be silence or tile, got {pad_mode!r}")
+        self.pad_mode = pad_mode
         self.seed = seed
         self.epoch = 0
         self.mode = "train"
@@ -118,10 +133,13 @@ class AudioCrops(Dataset):
             logmel = self._load_crop(path, index, position)
         except AudioError as err:
             return Example(index=index, logmel=None, error=err.reason)
-        if self.mode == "train" and self.specaugment is not None:
-            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, position, 1))
-            logmel = self.specaugment.train()(logmel[None, None], generator=generator)[0, 0]
-        return Example(index=index, logmel=logmel)
+        level = float(logmel.mean()) if logmel.numel() else math.nan
+        if self.pad_to_crop and self.mode != "stats" and logmel.shape[0] < self.crop_frames:
+            if self.pad_mode == "tile" and logmel.shape[0] > 0:
+                logmel = logmel.repeat(math.ceil(self.crop_frames / logmel.shape[0]), 1)[: self.crop_frames]
+            else:
+                logmel = pad_frames(logmel, self.crop_frames, self.frontend_config)
+        return Example(index=index, logmel=logmel, level=level)
 
     def _crop_start(self, total_frames: int, index: int, position: int) -> int:
         spare = total_frames - self.crop_frames
@@ -149,8 +167,6 @@ class AudioCrops(Dataset):
                 duration_s=crop_samples / self.frontend_config.sample_rate,
             )
             logmel = self._compute(wave)[: self.crop_frames]
-        if self.pad_to_crop and self.mode != "stats" and logmel.shape[0] < self.crop_frames:
-            logmel = pad_frames(logmel, self.crop_frames, self.frontend_config)
         return logmel
 
     def _compute(self, wave: np.ndarray) -> torch.Tensor:
@@ -196,11 +212,13 @@ class BatchCollator:
         good = [e for e in examples if e.logmel is not None]
         failures = [(e.index, e.error or "unknown error") for e in examples if e.logmel is None]
         if not good:
-            return Batch(torch.empty(0, 1, 0, self.frontend.n_mels), torch.empty(0, dtype=torch.long), failures)
+            empty = torch.empty(0, dtype=torch.long)
+            return Batch(torch.empty(0, 1, 0, self.frontend.n_mels), empty, failures, torch.empty(0))
         longest = max(e.logmel.shape[0] for e in good)
         stacked = torch.stack([pad_frames(e.logmel, longest, self.frontend) for e in good])
         indices = torch.tensor([e.index for e in good], dtype=torch.long)
-        return Batch(stacked[:, None], indices, failures)
+        levels = torch.tensor([e.level for e in good], dtype=torch.float32)
+        return Batch(stacked[:, None], indices, failures, levels)
 
 
 def _mix(*keys: int) -> int:

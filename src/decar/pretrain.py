@@ -1,9 +1,12 @@
-"""DECAR pretraining (DeepCluster v1, REFERENCE §1a): every epoch cluster the encoder's own features, then
-learn to predict the cluster ids.
+"""Pretraining loop, the same for every method: the method itself is a plug-in objective (`decar.objectives`).
 
-One epoch = feature pass over the whole set (eval mode, centre crops, sharded by rank) → PCA-whitening and
-k-means on the gathered features (rank 0, labels broadcast) → new top layer → one pass of cross-entropy on
-samples drawn uniformly over non-empty clusters. Runs in one process or under torchrun (DDP).
+Per epoch: the objective's start-of-epoch hook (cluster, reset a head, fill a memory bank; it may ask for a
+no-grad feature pass over the whole corpus), then steps over the samples in the order the objective asks for.
+Each step: crops → normalised log-mel → augmentations on the device → objective loss → SGD (optionally LARS)
+at the learning rate the precomputed schedule gives for that step. Every epoch ends with a checkpoint and a
+log record of health signals: loss against its chance level ln K, cluster sizes and entropy, NMI with the
+previous epoch's assignments and with clip duration and loudness (a shortcut detector), and the share of time
+spent clustering. Runs in one process or under torchrun (DDP).
 """
 
 from __future__ import annotations
@@ -18,29 +21,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from decar import dist
 from decar._io import atomic_write_text
 from decar.audio import list_audio_files
-from decar.checkpoint import export_encoder, load_checkpoint, save_checkpoint
-from decar.cluster import balanced_cluster_indices, cluster_size_stats, kmeans, nmi, pca_whiten
+from decar.augment import build_augmentation
+from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
+from decar.cluster import cluster_size_stats, nmi
 from decar.config import DecarConfig
-from decar.data import AudioCrops, Batch, BatchCollator, scan_files, step_seed, worker_init
+from decar.data import AudioCrops, Batch, BatchCollator, scan_durations, step_seed, worker_init
 from decar.frontend import compute_norm_stats
 from decar.models import create_model
-from decar.objectives import DeepClusterNet, DeepClusterV1Head
+from decar.objectives import EpochContext, Objective, create_objective
+from decar.optim import Lars
 from decar.plots import plot_training_curves
+from decar.schedules import learning_rates
 
 log = logging.getLogger("decar.pretrain")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ENCODER_EXPORT_NAME = "encoder.safetensors"
 STATS_MAX_FILES = 2000
+SHORTCUT_BINS = 10
 # Settings a resumed run may change without invalidating what was already trained.
 RESUMABLE_OVERRIDES = ("optim.epochs", "num_threads", "data.num_workers", "checkpoint_minutes", "device")
 
@@ -56,21 +64,17 @@ class RunState:
     epoch: int = 0
     step: int = 0
     epoch_complete: bool = False
-    assignments: torch.Tensor | None = None
-    previous_assignments: torch.Tensor | None = None
+    previous_assignments: Tensor | None = None
     norm_stats: tuple[float, float] | None = None
     bad_files: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_totals: dict[str, float] = field(default_factory=dict)
 
 
-def build_network(cfg: DecarConfig) -> DeepClusterNet:
-    """Encoder from the registry plus the DeepCluster head, on CPU, in float32."""
+def build_objective(cfg: DecarConfig, num_samples: int) -> Objective:
+    """Encoder from the registry inside the configured objective, on CPU, in float32."""
     encoder = create_model(cfg.model.name, **cfg.model.kwargs)
-    head = DeepClusterV1Head(
-        encoder.embed_dim, cfg.objective.hidden_dim, cfg.objective.num_clusters, cfg.objective.dropout
-    )
-    return DeepClusterNet(encoder, head)
+    return create_objective(cfg.method, cfg.objective, encoder, num_samples)
 
 
 def fit(cfg: DecarConfig, data: str | Path, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -101,7 +105,7 @@ def _caller_torch_settings_kept() -> Iterator[None]:
 
 
 class Trainer:
-    """Owns the model, optimisers, data and run state of one pretraining run."""
+    """Owns the objective (encoder + method state), optimiser, schedule, data and run state of one run."""
 
     def __init__(self, cfg: DecarConfig, data: Path, out_dir: Path, info: dist.DistInfo, resume: bool) -> None:
         self.info = info
@@ -115,7 +119,9 @@ class Trainer:
         self.device = info.device
         self.state = RunState()
 
-        self.files, self.state.bad_files = self._discover(data)
+        self.files, self.state.bad_files, durations = self._discover(data)
+        self.durations = torch.tensor(durations, dtype=torch.float64)
+        self.levels = torch.full((len(self.files),), math.nan, dtype=torch.float64)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(out_dir / "config.yaml")
@@ -127,19 +133,26 @@ class Trainer:
             random_crop=cfg.data.random_crop,
             pad_to_crop=cfg.data.pad_to_crop,
             cache_dir=cfg.data.cache_dir,
-            specaugment=cfg.augment.specaugment,
             seed=cfg.seed,
+            pad_mode=cfg.data.pad_mode,
         )
-        self.net = build_network(cfg).to(self.device)
+        self.objective = build_objective(cfg, len(self.files)).to(self.device)
+        self.objective.attach(info)
+        network = self.objective.network
         if cfg.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.train_net: torch.nn.Module = self.net
+            network.to(memory_format=torch.channels_last)
+        self.train_network: torch.nn.Module = network
         if info.is_distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_net = DistributedDataParallel(self.net, device_ids=device_ids)
-        backbone = [p for n, p in self.net.named_parameters() if not n.startswith("head.top_layer.")]
-        self.optimizer = self._sgd(backbone)
-        self.top_optimizer = self._sgd(self.net.head.top_layer.parameters())
+            self.train_network = DistributedDataParallel(network, device_ids=device_ids)
+        self.optimizer = self._optimizer()
+        self.global_batch = self._global_batch()
+        self.steps_per_epoch = cfg.optim.steps_per_epoch or max(1, len(self.files) // self.global_batch)
+        o = cfg.optim
+        self.schedule = torch.from_numpy(
+            learning_rates(o.schedule, o.lr, o.final_lr, o.warmup_epochs, o.epochs, self.steps_per_epoch)
+        )
+        self.augment: torch.nn.Module | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -151,29 +164,47 @@ class Trainer:
                 "or choose another --out"
             )
         if resume and self.checkpoint_path.exists():
-            return load_checkpoint(self.checkpoint_path)
+            checkpoint = load_checkpoint(self.checkpoint_path)
+            if checkpoint["format_version"] < FORMAT_VERSION:
+                raise PretrainError(
+                    f"{self.checkpoint_path} was written by an older decar (format {checkpoint['format_version']}); "
+                    "its encoder still loads for embedding, but the run cannot be resumed: start a new --out"
+                )
+            return checkpoint
         if resume and self.info.is_main:
             log.warning("--resume given but %s has no checkpoint yet: starting a new run", self.out_dir)
         return None
 
-    def _discover(self, data: Path) -> tuple[list[Path], dict[str, str]]:
+    def _discover(self, data: Path) -> tuple[list[Path], dict[str, str], list[float]]:
         paths = list_audio_files(data)
         if self.cfg.data.max_files is not None:
             paths = paths[: self.cfg.data.max_files]
-        good, bad = scan_files(paths, self.cfg.data.min_seconds)
+        good, bad, durations = scan_durations(paths, self.cfg.data.min_seconds)
         if self.info.is_main:
             for path, reason in bad.items():
                 log.warning("skipping %s: %s", path, reason)
-        if len(good) < self.cfg.objective.num_clusters:
+        clusters, half_batch = _largest_k(self.cfg.objective), self.cfg.optim.batch_size // 2
+        needed = max(2, clusters, half_batch)
+        if len(good) < needed:
+            reason = f"objective K={clusters}" if clusters >= half_batch else f"half of optim.batch_size={half_batch}"
             raise PretrainError(
-                f"{data} has {len(good)} usable audio files ({len(bad)} skipped), fewer than "
-                f"objective.num_clusters={self.cfg.objective.num_clusters}; add audio or lower num_clusters"
+                f"{data} has {len(good)} usable audio files ({len(bad)} skipped), fewer than {needed} ({reason}); "
+                "add audio or lower it"
             )
-        return good, bad
+        return good, bad, durations
 
-    def _sgd(self, params: Iterator[torch.nn.Parameter] | list[torch.nn.Parameter]) -> torch.optim.SGD:
+    def _global_batch(self) -> int:
+        world = self.info.world_size
+        global_batch = min(self.cfg.optim.batch_size, len(self.files)) // world * world
+        if global_batch == 0:
+            raise PretrainError(f"{len(self.files)} usable files cannot be split across {world} processes")
+        return global_batch
+
+    def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        groups = self.objective.param_groups()
+        sgd = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return Lars(sgd, o.lars_trust) if o.lars else sgd
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint["files"] != [str(p) for p in self.files]:
@@ -181,15 +212,23 @@ class Trainer:
                 f"the audio files under the data path differ from those of the checkpoint in {self.out_dir}: "
                 "cluster assignments would no longer match; resume with the same data"
             )
-        self.net.load_state_dict(checkpoint["model"])
+        self.objective.load_state_dict(checkpoint["objective"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.top_optimizer.load_state_dict(checkpoint["top_optimizer"])
+        self._build_augment(*checkpoint["frontend_stats"].values())
+        assert self.augment is not None
+        self.augment.load_state_dict(checkpoint["augment"])
+        self.levels = checkpoint["levels"].clone()
+        saved = checkpoint["schedule"]
+        overlap = min(len(saved), len(self.schedule))
+        if not torch.equal(saved[:overlap], self.schedule[:overlap]) and self.info.is_main:
+            log.warning(
+                "the learning-rate schedule changed with the resumed settings; steps from now follow the new one"
+            )
         s = checkpoint["run_state"]
         self.state = RunState(
             epoch=s["epoch"],
             step=s["step"],
             epoch_complete=s["epoch_complete"],
-            assignments=checkpoint.get("assignments"),
             previous_assignments=checkpoint.get("previous_assignments"),
             norm_stats=tuple(checkpoint["frontend_stats"].values()),
             bad_files=dict(s["bad_files"]),
@@ -203,39 +242,45 @@ class Trainer:
         if self.info.is_main:
             log.info("resumed %s at epoch %d, step %d", self.out_dir, self.state.epoch, self.state.step)
 
+    def _build_augment(self, mean: float, std: float) -> None:
+        """The augmentations, on the device; one dB of gain moves the normalised log-mel by this much."""
+        del mean
+        per_db = self.cfg.frontend.power * math.log(10) / 20 / std
+        self.augment = build_augmentation(self.cfg.augment, per_db).to(self.device).train()
+
     # ------------------------------------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
         if self.state.norm_stats is None:
             self.state.norm_stats = self._normalisation_stats()
-        mean, std = self.state.norm_stats
-        self.norm_mean, self.norm_std = mean, std
+        self.norm_mean, self.norm_std = self.state.norm_stats
+        if self.augment is None:
+            self._build_augment(self.norm_mean, self.norm_std)
         with self._progress() as progress:
+            self.progress = progress
             while self.state.epoch < self.cfg.optim.epochs:
-                self._run_epoch(progress)
+                self._run_epoch()
         summary = self._summary(time.perf_counter() - start)
         if self.info.is_main:
             export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
             atomic_write_text(self.out_dir / "summary.json", _json(summary))
         return summary
 
-    def _run_epoch(self, progress: Progress) -> None:
-        state, cfg = self.state, self.cfg
+    def _run_epoch(self) -> None:
+        state = self.state
         totals = state.epoch_totals
         if state.step == 0:
-            t0 = time.perf_counter()
-            state.previous_assignments = state.assignments
-            state.assignments, inertia = self._cluster(progress)
             totals.clear()
-            totals.update(seconds_cluster=time.perf_counter() - t0, inertia=inertia)
-            self.net.head.reset_top_layer(
-                cfg.objective.top_layer_std,
-                torch.Generator().manual_seed(step_seed(cfg.seed, state.epoch, 2)),
-            )
-            self.top_optimizer = self._sgd(self.net.head.top_layer.parameters())
-        self._train(progress)
+            totals["seconds_extra_pass"] = 0.0
+            t0 = time.perf_counter()
+            context = EpochContext(state.epoch, self.cfg.seed, self.info, self._feature_pass, self.optimizer)
+            totals.update(self.objective.start_epoch(context))
+            totals["seconds_cluster"] = time.perf_counter() - t0 - totals["seconds_extra_pass"]
+        self._train()
         record = self._epoch_record()
         state.history.append(record)
+        assignments = self.objective.assignments()
+        state.previous_assignments = None if assignments is None else assignments.detach().cpu().clone()
         state.epoch_complete = True
         self._save()
         if self.info.is_main:
@@ -256,7 +301,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _to_input(self, batch: Batch) -> torch.Tensor:
+    def _to_input(self, batch: Batch) -> Tensor:
         x = (batch.logmel.to(self.device, non_blocking=True) - self.norm_mean) / self.norm_std
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
@@ -269,6 +314,14 @@ class Trainer:
             if path not in self.state.bad_files:
                 self.state.bad_files[path] = reason
                 log.warning("skipping %s: %s", path, reason)
+
+    def _record_levels(self, batch: Batch) -> None:
+        """Remember each clip's loudness (gathered from every process) for the shortcut NMI."""
+        if batch.levels is None:
+            return
+        rows = torch.stack([batch.indices.double(), batch.levels.double()], dim=1).to(self.device)
+        gathered = dist.all_gather_rows(rows, self.info).cpu()
+        self.levels[gathered[:, 0].long()] = gathered[:, 1]
 
     def _normalisation_stats(self) -> tuple[float, float]:
         """Mean/std of log-mel over (up to STATS_MAX_FILES of) the data, computed once and kept in the model."""
@@ -288,135 +341,121 @@ class Trainer:
         mean = first / n
         return mean, math.sqrt(max(second / n - mean**2, 1e-12))
 
-    def _recalibrate_batchnorm(self, batch_size: int) -> None:
-        """Rank 0 re-estimates BatchNorm statistics on a random subset and broadcasts them.
+    def _recalibrate_batchnorm(self, batch_count: int, batch_size: int) -> None:
+        """Rank 0 re-estimates BatchNorm statistics on random training crops and broadcasts them.
 
         One process does it, on the same batches whatever the world size, so N processes start the feature
         pass from exactly the statistics a single process would have.
         """
+        network = self.objective.network
         if self.info.is_main:
             generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 6))
-            count = min(len(self.files), batch_size * self.cfg.objective.bn_recalibration_batches)
+            count = min(len(self.files), batch_size * batch_count)
             subset = torch.randperm(len(self.files), generator=generator)[:count].tolist()
             batches = [[(i, i) for i in subset[k : k + batch_size]] for k in range(0, count, batch_size)]
             loader = self._loader(batches)
-            recalibrate_batchnorm(self.net.encoder, (self._to_input(b) for b in loader if b.indices.numel()))
-        for norm in self.net.encoder.modules():
+            recalibrate_batchnorm(network, (self._to_input(b) for b in loader if b.indices.numel()))
+        for norm in network.modules():
             if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
                 dist.broadcast(norm.running_mean, self.info)
                 dist.broadcast(norm.running_var, self.info)
 
     @torch.no_grad()
-    def _cluster(self, progress: Progress) -> tuple[torch.Tensor, float]:
-        """Features of every file → PCA-whitening → k-means; returns assignments (N,), −1 for unusable files."""
-        cfg, info = self.cfg, self.info
+    def _feature_pass(self, project: Callable[[Tensor], Tensor], recalibrate_batches: int) -> tuple[Tensor, Tensor]:
+        """`project` over every file (centre crops, eval mode), gathered in index order on every rank, on CPU."""
+        t0 = time.perf_counter()
+        info = self.info
         self.dataset.mode = "features"
         mine = list(range(info.rank, len(self.files), info.world_size))
-        eval_batch = max(1, cfg.optim.batch_size)
+        eval_batch = max(1, self.cfg.optim.batch_size)
         batches = [[(i, i) for i in mine[k : k + eval_batch]] for k in range(0, len(mine), eval_batch)]
-        when = cfg.objective.bn_recalibration
-        if when == "every" or (when == "first" and self.state.epoch == 0):
-            self._recalibrate_batchnorm(eval_batch)
-        self.net.eval()
-        task = progress.add_task(f"epoch {self.state.epoch}: features", total=len(batches), visible=info.is_main)
+        if recalibrate_batches > 0:
+            self._recalibrate_batchnorm(recalibrate_batches, eval_batch)
+        network = self.objective.network
+        network.eval()
+        visible = info.is_main
+        task = self.progress.add_task(f"epoch {self.state.epoch}: features", total=len(batches), visible=visible)
         indices, features = [], []
         for batch in self._loader(batches):
             self._record_failures(batch.failures)
             if batch.indices.numel():
+                self._record_levels(batch)
                 with self._autocast():
-                    features.append(self.net.features(self._to_input(batch)).float())
+                    features.append(project(self._to_input(batch)).float())
                 indices.append(batch.indices.to(self.device))
-            progress.advance(task)
-        progress.remove_task(task)
-        hidden = cfg.objective.hidden_dim
+            self.progress.advance(task)
+        self.progress.remove_task(task)
+        network.train()
         local_idx = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long, device=self.device)
-        local_feat = torch.cat(features) if features else torch.empty(0, hidden, device=self.device)
+        width = features[0].shape[1] if features else 0
+        local_feat = torch.cat(features) if features else torch.empty(0, width, device=self.device)
         all_idx = dist.all_gather_rows(local_idx, info).cpu()
         all_feat = dist.all_gather_rows(local_feat, info).cpu()
         order = torch.argsort(all_idx)
-        all_idx, all_feat = all_idx[order], all_feat[order]
-
-        assignments = torch.full((len(self.files),), -1, dtype=torch.long)
-        inertia = torch.zeros(1, dtype=torch.float64)
-        if info.is_main:
-            whitened = pca_whiten(all_feat, out_dim=cfg.objective.pca_dim)
-            result = kmeans(
-                whitened,
-                cfg.objective.num_clusters,
-                num_iters=cfg.objective.kmeans_iters,
-                seed=step_seed(cfg.seed, self.state.epoch, 3) % (2**31),
-                backend=cfg.objective.kmeans_backend,
-            )
-            assignments[all_idx] = result.assignments.cpu()
-            inertia[0] = result.inertia
-        assignments = dist.broadcast(assignments.to(self.device), info).cpu()
-        inertia = dist.broadcast(inertia.to(self.device), info).cpu()
-        # Files that failed on another rank were logged there; count them here too.
-        self._record_failures(
-            [
-                (i, "could not be decoded (reported by another process)")
-                for i in torch.nonzero(assignments < 0).flatten().tolist()
-            ]
-        )
-        return assignments, float(inertia[0])
+        self.state.epoch_totals["seconds_extra_pass"] += time.perf_counter() - t0
+        return all_idx[order], all_feat[order]
 
     def _epoch_batches(self) -> list[list[tuple[int, int]]]:
         """This rank's share of every global batch of the epoch, as (file index, position) pairs."""
-        assert self.state.assignments is not None
-        valid = torch.nonzero(self.state.assignments >= 0).flatten()
         generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 4))
-        world = self.info.world_size
-        global_batch = min(self.cfg.optim.batch_size, len(valid)) // world * world
-        if global_batch == 0:
-            raise PretrainError(f"{len(valid)} usable files cannot be split across {world} processes")
-        steps = self.cfg.optim.steps_per_epoch or max(1, len(valid) // global_batch)
-        draws = balanced_cluster_indices(self.state.assignments[valid], steps * global_batch, generator=generator)
-        order = valid[draws]
-        local = global_batch // world
+        order = self.objective.sample_order(self.state.epoch, self.steps_per_epoch * self.global_batch, generator)
+        local = self.global_batch // self.info.world_size
         batches = []
-        for step in range(steps):
-            first = step * global_batch + self.info.rank * local
+        for step in range(self.steps_per_epoch):
+            first = step * self.global_batch + self.info.rank * local
             batches.append([(int(order[p]), p) for p in range(first, first + local)])
         return batches
 
-    def _train(self, progress: Progress) -> None:
+    def _set_learning_rate(self) -> float:
+        step = self.state.epoch * self.steps_per_epoch + self.state.step
+        if step >= len(self.schedule):
+            raise PretrainError(f"global step {step} lies beyond the {len(self.schedule)}-step schedule")
+        lr = float(self.schedule[step])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def _train(self) -> None:
         cfg, state, totals = self.cfg, self.state, self.state.epoch_totals
         self.dataset.mode, self.dataset.epoch = "train", state.epoch
-        self.train_net.train()
+        self.train_network.train()
         batches = self._epoch_batches()
-        task = progress.add_task(f"epoch {state.epoch}: train", total=len(batches), visible=self.info.is_main)
-        progress.advance(task, state.step)
+        visible = self.info.is_main
+        task = self.progress.add_task(f"epoch {state.epoch}: train", total=len(batches), visible=visible)
+        self.progress.advance(task, state.step)
         last_save = time.perf_counter()
         tick = time.perf_counter()
         for batch in self._loader(batches[state.step :]):
             self._record_failures(batch.failures)
+            self._record_levels(batch)
             torch.manual_seed(step_seed(cfg.seed, state.epoch, state.step, 5))
-            targets = self.state.assignments[batch.indices].to(self.device)
+            views = torch.Generator().manual_seed(step_seed(cfg.seed, state.epoch, state.step, self.info.rank, 1))
+            x = self.augment(self._to_input(batch), generator=views)
             with self._autocast():
-                logits = self.train_net(self._to_input(batch))
-            loss = F.cross_entropy(logits.float(), targets)
+                outputs = self.objective(self.train_network, x, batch.indices.to(self.device))
+            loss = outputs["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {state.epoch} step {state.step}; stopping")
+            lr = self._set_learning_rate()
             self.optimizer.zero_grad(set_to_none=True)
-            self.top_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.objective.network.parameters(), cfg.optim.grad_clip)
             self.optimizer.step()
-            self.top_optimizer.step()
             state.step += 1
             now = time.perf_counter()
             global_clips = len(batch.indices) * self.info.world_size
             totals["loss_sum"] = totals.get("loss_sum", 0.0) + loss.item() * global_clips
             totals["clips"] = totals.get("clips", 0) + global_clips
             totals["seconds_train"] = totals.get("seconds_train", 0.0) + now - tick
+            totals["lr"] = lr
             tick = now
-            progress.update(task, advance=1, description=f"epoch {state.epoch}: train loss {loss.item():.3f}")
+            self.progress.update(task, advance=1, description=f"epoch {state.epoch}: train loss {loss.item():.3f}")
             if now - last_save > cfg.checkpoint_minutes * 60 and state.step < len(batches):
                 self._save()
                 last_save = time.perf_counter()
                 tick = last_save
-        progress.remove_task(task)
+        self.progress.remove_task(task)
 
     # ------------------------------------------------------------------------------------- state and logs
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -424,14 +463,15 @@ class Trainer:
         mean, std = s.norm_stats or (0.0, 1.0)
         return {
             "config": self.cfg.to_dict(),
-            "encoder": self.net.encoder.state_dict(),
-            "model": self.net.state_dict(),
+            "encoder": self.objective.encoder.state_dict(),
+            "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "top_optimizer": self.top_optimizer.state_dict(),
+            "augment": self.augment.state_dict() if self.augment is not None else {},
+            "schedule": self.schedule,
             "frontend_stats": {"mean": mean, "std": std},
             "epoch": s.epoch,
-            "assignments": s.assignments,
             "previous_assignments": s.previous_assignments,
+            "levels": self.levels,
             "files": [str(p) for p in self.files],
             "rng": {"torch": torch.get_rng_state()},
             "run_state": {
@@ -450,44 +490,54 @@ class Trainer:
 
     def _epoch_record(self) -> dict[str, Any]:
         s, totals = self.state, self.state.epoch_totals
-        assert s.assignments is not None
-        valid = s.assignments >= 0
-        sizes = cluster_size_stats(s.assignments[valid], self.cfg.objective.num_clusters)
-        nmi_prev = None
-        if s.previous_assignments is not None:
-            both = valid & (s.previous_assignments >= 0)
-            nmi_prev = nmi(s.assignments[both], s.previous_assignments[both])
+        health = self.objective.health()
         seconds_train = totals.get("seconds_train", 0.0)
+        in_steps = float(health.pop("seconds_cluster_in_steps", 0.0) or 0.0)
+        seconds_cluster = totals.get("seconds_cluster", 0.0) + in_steps
+        seconds_pass = totals.get("seconds_extra_pass", 0.0)
+        wall = seconds_train + totals.get("seconds_cluster", 0.0) + seconds_pass
         clips = totals.get("clips", 0)
-        return {
+        record: dict[str, Any] = {
             "epoch": s.epoch,
             "loss": totals.get("loss_sum", 0.0) / max(clips, 1),
-            "nmi_prev": nmi_prev,
-            "clusters_min": sizes["min"],
-            "clusters_median": sizes["median"],
-            "clusters_max": sizes["max"],
-            "clusters_empty": sizes["empty"],
-            "kmeans_inertia": totals.get("inertia"),
-            "clips_per_s": clips / seconds_train if seconds_train else None,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "seconds_cluster": totals.get("seconds_cluster", 0.0),
-            "seconds_train": seconds_train,
-            "files_used": int(valid.sum()),
+            "loss_chance": self.objective.chance_loss(),
+            "lr": totals.get("lr"),
+            "kmeans_inertia": totals.get("kmeans_inertia"),
+            "clips_per_s": clips / wall if wall else None,
+            "seconds_cluster": seconds_cluster,
+            "seconds_extra_pass": seconds_pass,
+            "seconds_train": seconds_train - in_steps,
+            "share_clustering": (seconds_cluster + seconds_pass) / wall if wall else None,
+            "files_used": sum(str(path) not in s.bad_files for path in self.files),
             "files_skipped": len(s.bad_files),
+            **assignment_health(
+                self.objective.assignments(),
+                s.previous_assignments,
+                self.objective.num_clusters(),
+                self.durations,
+                self.levels,
+            ),
+            **health,
         }
+        return record
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}
         return {
             "run_dir": str(self.out_dir),
+            "method": self.cfg.method,
             "epochs": len(self.state.history),
             "final_loss": last.get("loss"),
             "first_loss": self.state.history[0]["loss"] if self.state.history else None,
+            "loss_chance": last.get("loss_chance"),
             "nmi_prev": last.get("nmi_prev"),
+            "nmi_duration": last.get("nmi_duration"),
+            "nmi_level": last.get("nmi_level"),
             "files_used": last.get("files_used"),
             "files_skipped": len(self.state.bad_files),
             "skipped": dict(sorted(self.state.bad_files.items())),
             "clips_per_s": last.get("clips_per_s"),
+            "share_clustering": last.get("share_clustering"),
             "seconds": seconds,
             "checkpoint": str(self.checkpoint_path),
             "encoder": str(self.out_dir / ENCODER_EXPORT_NAME),
@@ -504,6 +554,63 @@ class Trainer:
             disable=not self.info.is_main,
             transient=True,
         )
+
+
+def assignment_health(
+    assignments: Tensor | None,
+    previous: Tensor | None,
+    num_clusters: int,
+    durations: Tensor,
+    levels: Tensor,
+) -> dict[str, float | int | None]:
+    """Cluster statistics of one epoch's pseudo-labels, and how much they encode things they should not.
+
+    ``nmi_duration`` and ``nmi_level`` are the NMI between the assignments and the clip's duration and
+    loudness, each cut into SHORTCUT_BINS quantile bins: near 0 when the clusters ignore them, high when a
+    method has found the shortcut of clustering on padding or level instead of content.
+    """
+    empty: dict[str, float | int | None] = dict.fromkeys(
+        ("clusters_min", "clusters_median", "clusters_max", "clusters_empty", "assignment_entropy", "nmi_prev"),
+    )
+    if assignments is None:
+        return {**empty, "nmi_duration": None, "nmi_level": None}
+    labels = assignments.detach().cpu()
+    known = labels >= 0
+    if not bool(known.any()):
+        return {**empty, "nmi_duration": None, "nmi_level": None}
+    sizes = cluster_size_stats(labels[known], num_clusters)
+    shares = torch.bincount(labels[known], minlength=num_clusters).double() / int(known.sum())
+    entropy = float(-(shares[shares > 0] * shares[shares > 0].log()).sum() / math.log(num_clusters))
+    nmi_prev = None
+    if previous is not None and previous.shape == labels.shape:
+        both = known & (previous >= 0)
+        nmi_prev = nmi(labels[both], previous[both]) if bool(both.any()) else None
+    return {
+        "clusters_min": sizes["min"],
+        "clusters_median": sizes["median"],
+        "clusters_max": sizes["max"],
+        "clusters_empty": sizes["empty"],
+        "assignment_entropy": entropy,
+        "nmi_prev": nmi_prev,
+        "nmi_duration": _binned_nmi(labels, known, durations),
+        "nmi_level": _binned_nmi(labels, known, levels),
+    }
+
+
+def _binned_nmi(labels: Tensor, known: Tensor, values: Tensor) -> float | None:
+    """NMI between labels and ``values`` cut into SHORTCUT_BINS quantile bins (rows with both known)."""
+    usable = known & torch.isfinite(values)
+    if int(usable.sum()) < 2:
+        return None
+    data = values[usable].numpy()
+    edges = np.unique(np.quantile(data, np.linspace(0, 1, SHORTCUT_BINS + 1)[1:-1]))
+    return nmi(labels[usable].numpy(), np.searchsorted(edges, data, side="right"))
+
+
+def _largest_k(objective: Any) -> int:
+    """The largest number of clusters an objective config asks for (0 when it names none)."""
+    ks = [getattr(objective, "num_clusters", 0), *getattr(objective, "num_prototypes", [])]
+    return max(ks)
 
 
 @torch.no_grad()
@@ -574,10 +681,15 @@ def _json(data: dict[str, Any]) -> str:
 
 
 def _format_record(record: dict[str, Any]) -> str:
-    nmi_text = "–" if record["nmi_prev"] is None else f"{record['nmi_prev']:.3f}"
+    def number(key: str) -> str:
+        value = record.get(key)
+        return "–" if value is None else f"{value:.3f}"
+
     return (
-        f"epoch {record['epoch']}: loss {record['loss']:.4f}  NMI(prev) {nmi_text}  clusters "
-        f"min/med/max {record['clusters_min']}/{record['clusters_median']}/{record['clusters_max']} "
+        f"epoch {record['epoch']}: loss {record['loss']:.4f} (chance {record['loss_chance']:.3f})  "
+        f"NMI prev {number('nmi_prev')} duration {number('nmi_duration')} level {number('nmi_level')}  "
+        f"clusters min/med/max {record['clusters_min']}/{record['clusters_median']}/{record['clusters_max']} "
         f"empty {record['clusters_empty']}  {record['clips_per_s'] or 0:.1f} clips/s  "
-        f"cluster {record['seconds_cluster']:.1f}s train {record['seconds_train']:.1f}s"
+        f"cluster {record['seconds_cluster']:.1f}s pass {record['seconds_extra_pass']:.1f}s "
+        f"train {record['seconds_train']:.1f}s"
     )

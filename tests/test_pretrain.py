@@ -16,12 +16,15 @@ import torch
 
 import decar
 from decar.checkpoint import load_checkpoint
+from decar.cluster import nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, fit
 from decar.testing import write_bad_files, write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY_CONFIG = CONFIGS / "tiny.yaml"
+TINY_CONFIGS = {"deepcluster_v1": TINY_CONFIG, "dcv2": CONFIGS / "tiny_v2.yaml", "online": CONFIGS / "tiny_online.yaml"}
 
 
 def _cli(*args: str) -> list[str]:
@@ -87,7 +90,9 @@ def test_existing_run_needs_resume(corpus: Path, tmp_path: Path) -> None:
     assert summary["epochs"] == 2
 
 
-def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", sorted(TINY_CONFIGS))
+def test_kill_and_resume_matches_uninterrupted_run(method: str, corpus: Path, tmp_path: Path) -> None:
+    config = TINY_CONFIGS[method]
     overrides = [
         "optim.epochs=2",
         "optim.steps_per_epoch=6",
@@ -96,10 +101,10 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path)
         "checkpoint_minutes=0",
     ]
     reference_dir = tmp_path / "reference"
-    fit(load_config(TINY_CONFIG, overrides), corpus, reference_dir)
+    fit(load_config(config, overrides), corpus, reference_dir)
 
     killed_dir = tmp_path / "killed"
-    args = _cli("--config", str(TINY_CONFIG), "--data", str(corpus), "--out", str(killed_dir), *overrides)
+    args = _cli("--config", str(config), "--data", str(corpus), "--out", str(killed_dir), *overrides)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed_dir / "checkpoint.pt"
@@ -120,7 +125,10 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus: Path, tmp_path: Path)
     # Bit-exact on purpose: the same computation (deterministic kernels, one thread) run twice, once in pieces.
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), key
-    history = load_checkpoint(checkpoint)["run_state"]["history"]
+    expected_state, resumed_state = load_checkpoint(reference_dir / "checkpoint.pt"), load_checkpoint(checkpoint)
+    for key, value in expected_state["objective"].items():  # banks, centroids, labels, queue
+        assert torch.equal(value, resumed_state["objective"][key]), key
+    history = resumed_state["run_state"]["history"]
     assert [r["epoch"] for r in history] == [0, 1]
 
 
@@ -144,23 +152,27 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
         fit(load_config(TINY_CONFIG), tmp_path / "few", tmp_path / "run")
 
 
-def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
-    """Same global batch: the same first clustering, nearly identical weights and losses.
+@pytest.mark.parametrize("method", sorted(TINY_CONFIGS))
+def test_torchrun_two_processes_match_one_process(method: str, corpus: Path, tmp_path: Path) -> None:
+    """Same global batch: the same first clustering, nearly identical weights and losses, for every method.
 
     Not bit-identical by design: in training mode each rank's BatchNorm normalises its half of the batch
     (SyncBatchNorm does not exist on CPU). Even the first clustering is computed by another path (each rank
     featurises its own shard in other batches, the normalisation statistics are summed in another order), so
     a clip at a near-tie between two clusters may land on the other side.
     """
-    overrides = [
-        "optim.epochs=1",
-        "optim.steps_per_epoch=8",
-        "objective.dropout=0.0",
-        "num_threads=1",
-        "optim.lr=0.005",
-    ]
+    config = TINY_CONFIGS[method]
+    overrides = ["optim.epochs=1", "optim.steps_per_epoch=8", "num_threads=1", "optim.lr=0.005"]
+    overrides += ["objective.dropout=0.0"] if method == "deepcluster_v1" else []
+    # Augmented views and their state (running statistics, the mixup memory) are each process's own, by
+    # design; switched off here so that the comparison tests the objective's distributed state and math.
+    overrides += [f"augment.{name}.enabled=false" for name in ("running_norm", "random_gain", "mixup")]
+    overrides += ["augment.random_resize_crop.enabled=false"]
+    # Without SyncBatchNorm on CPU each process normalises its share of the batch: at 4 clips per process the
+    # projection head's BatchNorm1d would see too few to agree with the single process's 8.
+    overrides += ["optim.batch_size=32"] if method != "deepcluster_v1" else []
     single = tmp_path / "single"
-    fit(load_config(TINY_CONFIG, overrides), corpus, single)
+    fit(load_config(config, overrides), corpus, single)
 
     double = tmp_path / "double"
     args = [
@@ -174,7 +186,7 @@ def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) 
         "decar.cli",
         "pretrain",
         "--config",
-        str(TINY_CONFIG),
+        str(config),
         "--data",
         str(corpus),
         "--out",
@@ -185,9 +197,10 @@ def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
 
     one, two = load_checkpoint(single / "checkpoint.pt"), load_checkpoint(double / "checkpoint.pt")
-    labels_one, labels_two = one["objective"]["labels"], two["objective"]["labels"]
-    agreement = (labels_one == labels_two).double().mean().item()  # clustering the initial weights
-    assert agreement >= 0.95
+    if method != "online":  # the first clustering, of the initial weights in eval mode (online labels come from
+        # training-mode assignments of near-uniform scores at init: a near-tie flips with any rounding)
+        key = "labels0" if method == "dcv2" else "labels"
+        assert nmi(one["objective"][key], two["objective"][key]) >= 0.95  # same clusters, whatever their numbering
     initial = _initial_encoder(one["config"])
     moved = torch.cat([(one["encoder"][k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()])
     diff = torch.cat(
@@ -198,7 +211,7 @@ def test_torchrun_two_processes_match_one_process(corpus: Path, tmp_path: Path) 
     assert diff.norm() / moved.norm() < 0.2
     losses_one = [r["loss"] for r in one["run_state"]["history"]]
     losses_two = [r["loss"] for r in two["run_state"]["history"]]
-    np.testing.assert_allclose(losses_one, losses_two, rtol=0.01)
+    np.testing.assert_allclose(losses_one, losses_two, rtol=0.02)
 
 
 def _initial_encoder(config: dict) -> dict[str, torch.Tensor]:

@@ -242,7 +242,7 @@ class AugmentConfig(_DictConfig):
         unknown = sorted(set(self.order) - set(AUGMENTATIONS))
         _require(not unknown, f"augment.order: unknown augmentation(s) {unknown}; known: {list(AUGMENTATIONS)}")
         _require(len(set(self.order)) == len(self.order), f"augment.order lists one twice: {self.order}")
-        unlisted = [name for name in self.enabled() if name not in self.order]
+        unlisted = [name for name in AUGMENTATIONS if getattr(self, name).enabled and name not in self.order]
         _require(not unlisted, f"augment.{unlisted} enabled but missing from augment.order: it would never run")
 
     def enabled(self) -> list[str]:

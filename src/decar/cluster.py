@@ -474,7 +474,12 @@ def _rank_and_size(group: ProcessGroup | None) -> tuple[int, int]:
 
 
 def spherical_kmeans(
-    x: Tensor, num_clusters: int, num_iters: int = 10, seed: int = 0, group: ProcessGroup | None = None
+    x: Tensor,
+    num_clusters: int,
+    num_iters: int = 10,
+    seed: int = 0,
+    group: ProcessGroup | None = None,
+    init: Init = "random",
 ) -> KMeansResult:
     """DeepCluster-v2's k-means on the unit sphere, its work split across the processes of ``group``.
 
@@ -489,20 +494,24 @@ def spherical_kmeans(
         num_iters: assignment + update rounds.
         seed: seed of the initial rows.
         group: a torch.distributed process group, or None for a single process.
+        init: "random" rows (DeepCluster-v2) or "k-means++" (K sequential passes; fewer merged clusters).
 
     Returns:
         A :class:`KMeansResult` with unit centroids and the assignment of every row (gathered on every process).
     """
-    _check_kmeans_args(x, num_clusters, num_iters, 1, "torch", "random")
+    _check_kmeans_args(x, num_clusters, num_iters, 1, "torch", init)
     data = F.normalize(x.detach().float(), dim=1)
     rank, world = _rank_and_size(group)
     mine = torch.arange(rank, data.shape[0], world, device=data.device)
     generator = torch.Generator().manual_seed(seed)
-    centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)].clone()
+    if init == "k-means++":
+        centroids = _kmeans_plus_plus(data, data.square().sum(dim=1), num_clusters, generator)
+    else:
+        centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)].clone()
     if group is not None:
         torch_dist.broadcast(centroids, src=torch_dist.get_global_rank(group, 0), group=group)
     for _ in range(num_iters):
-        labels, similarity = (data[mine] @ centroids.T).max(dim=1)
+        similarity, labels = (data[mine] @ centroids.T).max(dim=1)
         sums = torch.zeros_like(centroids).index_add_(0, labels, data[mine])
         counts = torch.bincount(labels, minlength=num_clusters).to(data.dtype)
         _sum_across(sums, group)
@@ -532,8 +541,8 @@ def sinkhorn(scores: Tensor, epsilon: float = 0.05, num_iters: int = 3, group: P
     """Soft assignments with equal cluster marginals over the whole (distributed) batch (SwAV's Sinkhorn-Knopp).
 
     Rows are samples, columns clusters. The result Q has every row summing to 1 and every column to B / K
-    (B the global batch size): no cluster can take all samples, the guard against collapse. Computed in the
-    log domain after subtracting the global maximum, so large ``scores / epsilon`` do not overflow.
+    (B the global batch size): no cluster can take all samples, the guard against collapse. Computed entirely
+    in the log domain, so no ``scores / epsilon`` can overflow or underflow to 0/0.
 
     Args:
         scores: (B_local, K) similarities (e.g. cosine to the centroids).
@@ -541,18 +550,21 @@ def sinkhorn(scores: Tensor, epsilon: float = 0.05, num_iters: int = 3, group: P
         num_iters: alternating normalisation rounds (SwAV uses 3).
         group: process group whose batches share the marginals (None: this batch alone).
     """
-    logits = scores.detach().double() / epsilon
-    peak = logits.max().clone()
+    log_q = scores.detach().double() / epsilon
+    batch = _sum_across(torch.tensor(float(log_q.shape[0]), dtype=log_q.dtype, device=log_q.device), group)
+    log_q = log_q - _logsumexp_over_samples(log_q.flatten()[:, None], group)
+    for _ in range(num_iters):
+        log_q = log_q - _logsumexp_over_samples(log_q, group) - math.log(log_q.shape[1])
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - torch.log(batch)
+    return torch.exp(log_q + torch.log(batch)).to(scores.dtype)
+
+
+def _logsumexp_over_samples(values: Tensor, group: ProcessGroup | None) -> Tensor:
+    """log Σ exp over dim 0 and over every process of ``group``: (N, K) → (1, K)."""
+    peak = values.max(dim=0, keepdim=True).values
     if group is not None:
         torch_dist.all_reduce(peak, op=torch_dist.ReduceOp.MAX, group=group)
-    q = torch.exp(logits - peak)
-    total_batch = _sum_across(torch.tensor(float(q.shape[0]), dtype=q.dtype, device=q.device), group)
-    num_clusters = q.shape[1]
-    q /= _sum_across(q.sum(), group)
-    for _ in range(num_iters):
-        q /= _sum_across(q.sum(dim=0, keepdim=True), group) * num_clusters
-        q /= q.sum(dim=1, keepdim=True) * total_batch
-    return (q * total_batch).to(scores.dtype)
+    return peak + torch.log(_sum_across(torch.exp(values - peak).sum(dim=0, keepdim=True), group))
 
 
 @torch.no_grad()

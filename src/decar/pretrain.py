@@ -361,11 +361,13 @@ class Trainer:
                 dist.broadcast(norm.running_var, self.info)
 
     @torch.no_grad()
-    def _feature_pass(self, project: Callable[[Tensor], Tensor], recalibrate_batches: int) -> tuple[Tensor, Tensor]:
-        """`project` over every file (centre crops, eval mode), gathered in index order on every rank, on CPU."""
+    def _feature_pass(
+        self, project: Callable[[Tensor], Tensor], recalibrate_batches: int, views: bool
+    ) -> tuple[Tensor, Tensor]:
+        """`project` over every file, gathered in index order on every rank, on CPU (see `FeaturePass`)."""
         t0 = time.perf_counter()
         info = self.info
-        self.dataset.mode = "features"
+        self.dataset.mode, self.dataset.epoch = ("train" if views else "features"), self.state.epoch
         mine = list(range(info.rank, len(self.files), info.world_size))
         eval_batch = max(1, self.cfg.optim.batch_size)
         batches = [[(i, i) for i in mine[k : k + eval_batch]] for k in range(0, len(mine), eval_batch)]
@@ -376,12 +378,16 @@ class Trainer:
         visible = info.is_main
         task = self.progress.add_task(f"epoch {self.state.epoch}: features", total=len(batches), visible=visible)
         indices, features = [], []
-        for batch in self._loader(batches):
+        for number, batch in enumerate(self._loader(batches)):
             self._record_failures(batch.failures)
             if batch.indices.numel():
                 self._record_levels(batch)
+                x = self._to_input(batch)
+                if views:
+                    seed = step_seed(self.cfg.seed, self.state.epoch, number, info.rank, 9)
+                    x = self.augment(x, generator=torch.Generator().manual_seed(seed))
                 with self._autocast():
-                    features.append(project(self._to_input(batch)).float())
+                    features.append(project(x).float())
                 indices.append(batch.indices.to(self.device))
             self.progress.advance(task)
         self.progress.remove_task(task)

@@ -24,11 +24,14 @@ from torch import Tensor, nn
 
 from decar import dist
 
-FeaturePass = Callable[[Callable[[Tensor], Tensor], int], tuple[Tensor, Tensor]]
-"""(project, batches) → (sorted sample indices, features) of every sample, gathered on every rank, on CPU.
+FeaturePass = Callable[[Callable[[Tensor], Tensor], int, bool], tuple[Tensor, Tensor]]
+"""(project, batches, views) → (sorted sample indices, features) of every sample, gathered on every rank, on CPU.
 
-``project`` maps a normalised log-mel batch to features (eval mode, no gradient, centre crops). When ``batches``
-is positive, BatchNorm statistics are first re-estimated on that many random training batches.
+``project`` maps a normalised log-mel batch to features, without gradient, in eval mode (so a clip's features do
+not depend on the batch it falls in). With ``views`` False: centre crops, the clean features DeepCluster
+clusters; with ``views`` True: random crops and the run's augmentations, the kind of inputs training steps later
+write into a memory bank. When ``batches`` is positive, BatchNorm statistics are first re-estimated on that many
+random training batches.
 """
 
 

@@ -137,7 +137,7 @@ class DeepClusterV1(Objective):
     def start_epoch(self, ctx: EpochContext) -> dict[str, float]:
         cfg = self.config
         recalibrate = cfg.bn_recalibration == "every" or (cfg.bn_recalibration == "first" and ctx.epoch == 0)
-        indices, features = ctx.feature_pass(self.network.features, cfg.bn_recalibration_batches * recalibrate)
+        indices, features = ctx.feature_pass(self.network.features, cfg.bn_recalibration_batches * recalibrate, False)
         labels = torch.full((self.num_samples,), -1, dtype=torch.long)
         inertia = torch.zeros(1, dtype=torch.float64)
         if ctx.info.is_main and len(indices) >= cfg.num_clusters:

@@ -236,3 +236,23 @@ def test_collective_math_over_two_processes_matches_one(tmp_path: Path) -> None:
     for part in parts:
         torch.testing.assert_close(part["ema"], centroids)
         assert torch.equal(part["n"], counts)
+
+
+@pytest.mark.slow
+def test_the_model_sees_the_augmented_batch(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from decar.objectives.dcv2 import DeepClusterV2
+    from decar.pretrain import Trainer
+
+    clean, seen = [], []
+    to_input, forward = Trainer._to_input, DeepClusterV2.forward
+    monkeypatch.setattr(Trainer, "_to_input", lambda self, batch: clean.append(to_input(self, batch)) or clean[-1])
+
+    def recording_forward(self: DeepClusterV2, net: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor) -> dict:
+        seen.append(x.detach().clone())
+        return forward(self, net, x, idx)
+
+    monkeypatch.setattr(DeepClusterV2, "forward", recording_forward)
+    fit(load_config(CONFIGS / "tiny_v2.yaml", ["optim.epochs=1", "optim.steps_per_epoch=3"]), corpus, tmp_path / "run")
+    steps = clean[-3:]  # the last three inputs are the training steps' (the bank-filling pass came first)
+    assert len(seen) == 3
+    assert all(a.shape == b.shape and not torch.allclose(a, b) for a, b in zip(steps, seen, strict=True))

@@ -15,33 +15,44 @@ from decar._io import atomic_write_bytes
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> None:
-    """Four panels per epoch: loss, NMI with the previous epoch, cluster sizes, and time per phase."""
+    """Four panels per epoch: loss against its chance level, NMIs (stability and shortcuts), cluster sizes, and
+    time per phase."""
     if not history:
         return
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     ax = axes[0, 0]
-    ax.plot(epochs, [r["loss"] for r in history], marker="o")
+    ax.plot(epochs, [r["loss"] for r in history], marker="o", label="loss")
+    chance = [r.get("loss_chance") for r in history]
+    if all(value is not None for value in chance):
+        ax.plot(epochs, chance, ":", color="grey", label="chance (ln K)")
     ax.set(title="pseudo-label cross-entropy", xlabel="epoch", ylabel="loss")
+    ax.legend()
     ax = axes[0, 1]
-    nmi_points = [(r["epoch"], r["nmi_prev"]) for r in history if r.get("nmi_prev") is not None]
-    if nmi_points:
-        ax.plot(*zip(*nmi_points, strict=True), marker="o", color="tab:green")
-    ax.set(title="NMI(assignments t, t-1)", xlabel="epoch", ylim=(0, 1.02))
+    for key, label, color in (
+        ("nmi_prev", "with previous epoch", "tab:green"),
+        ("nmi_duration", "with clip duration (shortcut)", "tab:red"),
+        ("nmi_level", "with clip level (shortcut)", "tab:orange"),
+    ):
+        points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", color=color, label=label)
+    ax.set(title="NMI of the assignments", xlabel="epoch", ylim=(0, 1.02))
+    ax.legend()
     ax = axes[1, 0]
     for key, style in (("clusters_max", "-"), ("clusters_median", "--"), ("clusters_min", ":")):
-        ax.plot(epochs, [r[key] for r in history], style, label=key.removeprefix("clusters_"))
-    ax.plot(epochs, [r["clusters_empty"] for r in history], color="tab:red", label="empty clusters")
+        points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=key.removeprefix("clusters_"))
+    empty = [(r["epoch"], r["clusters_empty"]) for r in history if r.get("clusters_empty") is not None]
+    if empty:
+        ax.plot(*zip(*empty, strict=True), color="tab:red", label="empty clusters")
     ax.set(title="cluster sizes", xlabel="epoch", ylabel="files", yscale="symlog")
     ax.legend()
     ax = axes[1, 1]
-    ax.bar(epochs, [r["seconds_cluster"] for r in history], label="features + k-means")
-    ax.bar(
-        epochs,
-        [r["seconds_train"] for r in history],
-        bottom=[r["seconds_cluster"] for r in history],
-        label="training",
-    )
+    clustering = [r["seconds_cluster"] + r.get("seconds_extra_pass", 0.0) for r in history]
+    ax.bar(epochs, clustering, label="clustering + extra pass")
+    ax.bar(epochs, [r["seconds_train"] for r in history], bottom=clustering, label="training")
     ax.set(title="seconds per epoch", xlabel="epoch")
     ax.legend()
     save_png(fig, Path(path))

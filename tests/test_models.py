@@ -15,6 +15,7 @@ from decar.models import (
     load_byola_weights,
     register_model,
 )
+from decar.models.batchnorm import recalibrate_batchnorm
 
 N_MELS = 64
 
@@ -28,17 +29,8 @@ def _calibrate(model: nn.Module, seed: int = 0) -> nn.Module:
     Freshly initialised stats (mean 0, var 1) shrink EfficientNet's eval output to ~1e-12, which would
     make every closeness check pass trivially; after this the outputs are O(1).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average: one batch gives exactly its statistics
-    model.train()
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        model(torch.randn(4, 1, 96, N_MELS, generator=generator))
-    for norm, momentum in zip(norms, momenta, strict=True):
-        norm.momentum = momentum
+    recalibrate_batchnorm(model, [torch.randn(4, 1, 96, N_MELS, generator=generator)])
     return model.eval()
 
 
@@ -239,6 +231,63 @@ def test_load_byola_weights_errors_name_the_file(tmp_path: Path) -> None:
     torch.save(create_model("efficientnet_b0").state_dict(), path)
     with pytest.raises(ValueError, match=r"weights\.pth: not an AudioNTT2020 state dict"):
         load_byola_weights(path)
+
+
+def _norm_net(momentum: float) -> nn.Sequential:
+    """Conv → BatchNorm → conv → BatchNorm, with stale running statistics that recalibration must replace."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3),
+        nn.BatchNorm2d(3, momentum=momentum),
+        nn.Conv2d(3, 2, 1),
+        nn.BatchNorm2d(2, momentum=momentum),
+    )
+    for norm in (net[1], net[3]):
+        norm.running_mean.fill_(100.0)
+        norm.running_var.fill_(100.0)
+    return net
+
+
+def _batch_moments(net: nn.Sequential, batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain average over batches of the first BatchNorm's batch mean and unbiased variance, per channel."""
+    with torch.no_grad():
+        features = [net[0](x) for x in batches]
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in features])
+    variances = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in features])
+    return means.mean(0), variances.mean(0)
+
+
+@pytest.mark.parametrize("was_training", [False, True])
+def test_recalibrate_batchnorm_averages_batches_and_restores_mode_and_momentum(was_training: bool) -> None:
+    net = _norm_net(momentum=0.01).train(was_training)
+    weights = {name: value.clone() for name, value in net.named_parameters()}
+    batches = [_spectrogram(4, 12, seed) for seed in range(3)]
+    recalibrate_batchnorm(net, batches)
+
+    mean, variance = _batch_moments(net, batches)
+    torch.testing.assert_close(net[1].running_mean, mean)  # a cumulative average, not a 0.01-momentum trail
+    torch.testing.assert_close(net[1].running_var, variance)
+    assert int(net[1].num_batches_tracked) == 3
+    assert net[1].momentum == net[3].momentum == 0.01
+    assert net.training == was_training and all(m.training == was_training for m in net.modules())
+    assert all(torch.equal(value, weights[name]) for name, value in net.named_parameters())
+
+
+def test_recalibrate_batchnorm_feeds_inputs_that_are_not_tensors_through_forward() -> None:
+    net = _norm_net(momentum=0.1).eval()
+    pieces = [[_spectrogram(2, 12, 2 * k), _spectrogram(3, 12, 2 * k + 1)] for k in range(2)]  # lists, not batches
+    seen: list[list[int]] = []
+
+    def forward(parts: list[torch.Tensor]) -> torch.Tensor:
+        seen.append([len(part) for part in parts])
+        return net(torch.cat(parts))
+
+    recalibrate_batchnorm(net, pieces, forward=forward)
+    assert seen == [[2, 3], [2, 3]]  # each whole list reached forward
+    mean, variance = _batch_moments(net, [torch.cat(parts) for parts in pieces])
+    torch.testing.assert_close(net[1].running_mean, mean)
+    torch.testing.assert_close(net[1].running_var, variance)
+    assert not net.training and net[1].momentum == 0.1
 
 
 class TestAgainstEfficientNetPytorch:

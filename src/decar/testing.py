@@ -89,7 +89,8 @@ def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None
     from decar.checkpoint import save_checkpoint
     from decar.config import load_config
     from decar.frontend import LogMelSpectrogram
-    from decar.pretrain import build_network, recalibrate_batchnorm
+    from decar.models.batchnorm import recalibrate_batchnorm
+    from decar.pretrain import build_network
 
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     config = load_config(tiny if tiny.is_file() else None, overrides or [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,20 @@ def test_fingerprint_identifies_weights_not_file(ntt_checkpoint: Path, tmp_path:
     fingerprint = load_eval_model(str(ntt_checkpoint)).fingerprint
     assert load_eval_model(str(exported)).fingerprint == fingerprint
     assert load_eval_model(str(other)).fingerprint != fingerprint
+
+
+def test_evaluation_never_imports_pretraining() -> None:
+    """Evaluation must run without the training stack: no module of decar.evaluate may pull in decar.pretrain."""
+    code = (
+        "import importlib, pkgutil, sys, decar.evaluate as e\n"
+        "for m in pkgutil.walk_packages(e.__path__, 'decar.evaluate.'): importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n.startswith('decar.evaluate')))\n"
+        "print('decar.pretrain' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported, pretrain = result.stdout.splitlines()
+    assert "decar.evaluate.models" in imported and "decar.evaluate.protocols" in imported
+    assert pretrain == "False"
 
 
 def test_random_spec_reinitialises_weights_and_fits_batchnorm(effnet_checkpoint: Path) -> None:

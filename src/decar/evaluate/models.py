@@ -40,7 +40,7 @@ from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
 from decar.embed import AudioEncoder
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model, load_byola_weights
-from decar.pretrain import recalibrate_batchnorm
+from decar.models.batchnorm import recalibrate_batchnorm
 
 SPEC_FORMS = (
     "<checkpoint.pt | encoder.safetensors>",

@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from decar.embed import AudioEncoder
 from decar.evaluate.metrics import PRIMARY_METRIC, mean_average_precision, score, top1_accuracy
-from decar.pretrain import recalibrate_batchnorm
+from decar.models.batchnorm import recalibrate_batchnorm
 
 Selection = Literal["valid", "test"]
 Labelled = tuple[np.ndarray, np.ndarray]

@@ -55,7 +55,7 @@ def test_clip_embedding_is_duration_weighted_mean_of_windows(model: decar.AudioE
     hop = model.config.frontend.hop_length
     window_samples = model.window_frames * hop
     clip = _noise(3 * window_samples / 16000 * 0.999, seed=5)
-    windows = [w for w in model._windows([clip])]
+    windows = [w for w in model.windows([clip])]
     assert len(windows) == 3
     parts = [model.embed(clip[w.start : w.stop])[0] for w in windows]
     expected = sum(w.frames * p for w, p in zip(windows, parts, strict=True)) / sum(w.frames for w in windows)
@@ -136,7 +136,7 @@ def test_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
 def test_a_clip_of_training_length_is_one_window(model: decar.AudioEncoder) -> None:
     fe = model.config.frontend
     crop = _noise(model.config.data.crop_seconds, seed=4)
-    (window,) = model._windows([crop])
+    (window,) = model.windows([crop])
     assert window.frames == fe.frames(crop.size)
     logmel = model.frontend(torch.from_numpy(crop))
     np.testing.assert_allclose(model.embed(crop)[0], model.encoder(logmel)[0].detach().numpy(), atol=1e-5)
@@ -153,3 +153,31 @@ def test_fast_paths_agree_with_fp32(tmp_path: Path, precision: str, channels_las
     assert cosine.min() > (0.99999 if precision == "fp32" else 0.99)
     with pytest.raises(ValueError, match="precision"):
         decar.load(checkpoint, precision="fp16")
+
+
+def test_window_batches_group_equal_windows_and_give_what_embed_averages(model: decar.AudioEncoder) -> None:
+    fe = model.config.frontend
+    window_seconds = model.window_frames * fe.hop_length / fe.sample_rate
+    clips = [_noise(s * window_seconds, i) for i, s in enumerate((3.1, 0.4, 2.0, 1.0, 0.4))]
+    windows = model.windows(clips)
+
+    batches = list(model.window_batches(clips, batch_size=2))
+    assert sorted((w.clip, w.first_frame) for group, _ in batches for w in group) == sorted(
+        (w.clip, w.first_frame) for w in windows
+    )
+    for group, logmel in batches:
+        assert 1 <= len(group) <= 2 and len({w.frames for w in group}) == 1
+        assert tuple(logmel.shape) == (len(group), 1, group[0].frames, fe.n_mels)
+    whole = list(model.window_batches(clips))
+    assert len(whole) == len({w.frames for w in windows}) < len(batches)  # None: one batch per window length
+
+    sums = np.zeros((len(clips), model.embed_dim))
+    weights = np.zeros(len(clips))
+    with torch.no_grad():
+        for group, logmel in whole:
+            for window, embedding in zip(group, model.encoder(logmel).numpy(), strict=True):
+                sums[window.clip] += window.frames * embedding
+                weights[window.clip] += window.frames
+    np.testing.assert_allclose(sums / weights[:, None], model.embed(clips), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(model.window_batches(clips, batch_size=0))

@@ -8,7 +8,7 @@ in a batch. A clip embedding is the duration-weighted mean of its window embeddi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +95,9 @@ class AudioEncoder(nn.Module):
             batch_size: windows per forward pass (bounds memory).
         """
         clips = self._prepare(audio, sample_rate)
-        windows = self._windows(clips)
         sums = np.zeros((len(clips), self.embed_dim), dtype=np.float64)
         weights = np.zeros(len(clips), dtype=np.float64)
-        for group, logmel in self._batches(clips, windows, batch_size):
+        for group, logmel in self.window_batches(clips, batch_size):
             with self._autocast(logmel.device):
                 embeddings = self.encoder(logmel).float().cpu().numpy()
             for window, embedding in zip(group, embeddings, strict=True):
@@ -117,9 +116,8 @@ class AudioEncoder(nn.Module):
             length, else lists of (T'_i, D) and (T'_i,) arrays. Frames centred beyond the end are dropped.
         """
         clips = self._prepare(audio, sample_rate)
-        windows = self._windows(clips)
         per_clip: list[list[tuple[int, np.ndarray]]] = [[] for _ in clips]
-        for group, logmel in self._batches(clips, windows, batch_size):
+        for group, logmel in self.window_batches(clips, batch_size):
             with self._autocast(logmel.device):
                 frames = self.encoder.forward_frames(logmel).float().cpu().numpy()
             for window, sequence in zip(group, frames, strict=True):
@@ -139,6 +137,61 @@ class AudioEncoder(nn.Module):
         if len({len(t) for t in timestamps}) == 1:
             return np.stack(embeddings), np.stack(timestamps)
         return embeddings, timestamps
+
+    def windows(self, clips: list[np.ndarray]) -> list[Window]:
+        """Cut each clip into windows of `window_frames` log-mel frames.
+
+        The last window takes what remains: between half and one and a half windows (or the whole clip), so a
+        clip as long as the training crops is embedded in one piece, as the encoder was trained.
+
+        Args:
+            clips: float32 1-D waveforms at `sample_rate`.
+        """
+        fe = self.config.frontend
+        windows = []
+        for index, clip in enumerate(clips):
+            total = fe.frames(len(clip))
+            starts = list(range(0, total, self.window_frames))
+            if len(starts) > 1 and total - starts[-1] < self.window_frames // 2:
+                starts.pop()  # a short tail joins the window before it rather than being embedded alone
+            for k, first in enumerate(starts):
+                frames = (starts[k + 1] if k + 1 < len(starts) else total) - first
+                start = first * fe.hop_length
+                if fe.center:  # frame i is centred on sample i * hop: the window needs half a window each side
+                    stop = start + (frames - 1) * fe.hop_length + 1
+                else:
+                    stop = start + (frames - 1) * fe.hop_length + fe.win_length
+                windows.append(Window(index, start, min(stop, len(clip)), first, frames))
+        return windows
+
+    def window_batches(
+        self, clips: list[np.ndarray], batch_size: int | None = None
+    ) -> Iterator[tuple[list[Window], torch.Tensor]]:
+        """The clips' `windows` as encoder inputs: (windows, normalised log-mel (b, 1, frames, n_mels)) batches.
+
+        What `embed` and `embed_frames` run the encoder on, for callers that run it themselves (fine-tuning):
+        a clip embedding is the mean of its windows' embeddings weighted by `Window.frames`. Only windows of
+        one length share a batch; the log-mel is on the encoder's device.
+
+        Args:
+            clips: float32 1-D waveforms at `sample_rate`.
+            batch_size: most windows per batch; None puts all windows of one length in one batch.
+        """
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        by_length: dict[int, list[Window]] = {}
+        for window in self.windows(clips):
+            by_length.setdefault(window.frames, []).append(window)
+        device = next(self.encoder.parameters()).device
+        for frames, group in by_length.items():
+            step = len(group) if batch_size is None else batch_size
+            for k in range(0, len(group), step):
+                chunk = group[k : k + step]
+                logmels = [self._window_logmel(clips[w.clip], w)[:, :, :frames] for w in chunk]
+                logmel = torch.cat(logmels).to(device)
+                if self.channels_last:
+                    logmel = logmel.contiguous(memory_format=torch.channels_last)
+                yield chunk, logmel
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _autocast(self, device: torch.device) -> torch.autocast:
@@ -176,44 +229,6 @@ class AudioEncoder(nn.Module):
                 clip = soxr.resample(clip, rate, self.sample_rate, quality="HQ").astype(np.float32)
             clips.append(clip)
         return clips
-
-    def _windows(self, clips: list[np.ndarray]) -> list[Window]:
-        """Cut each clip into windows of `window_frames` log-mel frames.
-
-        The last window takes what remains: between half and one and a half windows (or the whole clip), so a
-        clip as long as the training crops is embedded in one piece, as the encoder was trained.
-        """
-        fe = self.config.frontend
-        windows = []
-        for index, clip in enumerate(clips):
-            total = fe.frames(len(clip))
-            starts = list(range(0, total, self.window_frames))
-            if len(starts) > 1 and total - starts[-1] < self.window_frames // 2:
-                starts.pop()  # a short tail joins the window before it rather than being embedded alone
-            for k, first in enumerate(starts):
-                frames = (starts[k + 1] if k + 1 < len(starts) else total) - first
-                start = first * fe.hop_length
-                if fe.center:  # frame i is centred on sample i * hop: the window needs half a window each side
-                    stop = start + (frames - 1) * fe.hop_length + 1
-                else:
-                    stop = start + (frames - 1) * fe.hop_length + fe.win_length
-                windows.append(Window(index, start, min(stop, len(clip)), first, frames))
-        return windows
-
-    def _batches(self, clips: list[np.ndarray], windows: list[Window], batch_size: int):
-        """Yield (windows, normalised log-mel (b, 1, frames, n_mels)) for groups of equal-length windows."""
-        by_length: dict[int, list[Window]] = {}
-        for window in windows:
-            by_length.setdefault(window.frames, []).append(window)
-        device = next(self.encoder.parameters()).device
-        for frames, group in by_length.items():
-            for k in range(0, len(group), batch_size):
-                chunk = group[k : k + batch_size]
-                logmels = [self._window_logmel(clips[w.clip], w)[:, :, :frames] for w in chunk]
-                logmel = torch.cat(logmels).to(device)
-                if self.channels_last:
-                    logmel = logmel.contiguous(memory_format=torch.channels_last)
-                yield chunk, logmel
 
     def _window_logmel(self, clip: np.ndarray, window: Window) -> torch.Tensor:
         fe = self.config.frontend

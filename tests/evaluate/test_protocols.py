@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from torch import nn
 
 import decar
 from decar.evaluate.metrics import score
 from decar.evaluate.protocols import (
     PROTOCOLS,
+    FinetunedModel,
     KnnConfig,
     LogisticConfig,
     Probe,
@@ -489,3 +491,30 @@ def test_finetune_is_deterministic_given_the_seed(encoder: decar.AudioEncoder) -
     train, valid = clips(2, 0.5, 5), clips(1, 0.5, 6)
     first, again = (finetune(encoder, train, valid, 2, False, 7, config).predict(valid[0]) for _ in range(2))
     np.testing.assert_array_equal(first, again)
+
+
+def test_finetuned_predictions_window_clips_as_embed_does(encoder: decar.AudioEncoder) -> None:
+    """Fine-tuning runs the encoder itself; its clip embeddings must be `AudioEncoder.embed`'s, windows and all."""
+    identity = FinetunedModel(  # multilabel with an identity head: predict gives sigmoid(clip embedding)
+        encoder=encoder,
+        head=nn.Identity(),
+        multilabel=True,
+        valid_metrics={},
+        selected_epoch=0,
+        selection="valid",
+        hyperparameters={},
+        history=[],
+    )
+    fe = encoder.config.frontend
+    window_seconds = encoder.window_frames * fe.hop_length / fe.sample_rate
+    rng = np.random.default_rng(9)
+    long_clip = np.concatenate(
+        [synthetic_clip(kind, window_seconds, fe.sample_rate, rng) for kind in ("tone", "noise_high")]
+    )
+    waves = [
+        synthetic_clip("chirp_up", 0.3 * window_seconds, fe.sample_rate, rng),
+        long_clip[: round(1.7 * len(long_clip) / 2)],
+    ]
+    assert len(encoder.windows(waves)) == 3  # the long clip spans two windows of different lengths
+    expected = torch.sigmoid(torch.from_numpy(encoder.embed(waves))).numpy()
+    np.testing.assert_allclose(identity.predict(waves), expected, rtol=1e-4, atol=1e-5)

@@ -1033,11 +1033,10 @@ def _clip_embeddings(model: AudioEncoder, clips: list[np.ndarray]) -> torch.Tens
 
     All windows of one length go through the encoder together, so BatchNorm in train mode sees a real batch.
     """
-    windows = model._windows(clips)
     device = next(model.encoder.parameters()).device
     sums = torch.zeros(len(clips), model.embed_dim, device=device)
     weights = torch.zeros(len(clips), device=device)
-    for group, logmel in model._batches(clips, windows, batch_size=len(windows)):
+    for group, logmel in model.window_batches(clips):
         index = torch.tensor([w.clip for w in group], device=device)
         frames = torch.tensor([float(w.frames) for w in group], device=device)
         sums = sums.index_add(0, index, model.encoder(logmel).float() * frames[:, None])

@@ -178,6 +178,17 @@ def test_norm_stats_are_stable_for_large_offsets() -> None:
     assert std == pytest.approx(everything.std(), rel=1e-9)
 
 
+def test_norm_stats_do_not_depend_on_how_the_data_is_split() -> None:
+    frontend = LogMelSpectrogram()
+    waveform = torch.randn(48000, generator=torch.Generator().manual_seed(5))
+    logmel = frontend(waveform, normalize=False)  # float32 (1, 1, frames, 64), as the callers pass it
+    whole = compute_norm_stats([logmel])
+    pieces = compute_norm_stats(logmel[:, :, k : k + 7] for k in range(0, logmel.shape[2], 7))
+    everything = logmel.double().numpy()
+    assert whole == pytest.approx((everything.mean(), everything.std()), rel=1e-12)
+    assert pieces == pytest.approx(whole, rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("items", "match"), [([], "no log-mel values"), ([np.array([1.0, np.nan])], "item 0 contains NaN")]
 )

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from decar.moments import RunningMoments
+
 MEL_SCALES = ("htk", "slaney")
 FILTERBANKS = ("tf", "librosa")
 LOG_MODES = ("clip", "offset")
@@ -181,26 +183,15 @@ def compute_norm_stats(logmels: Iterable[Tensor | np.ndarray]) -> tuple[float, f
     Raises:
         ValueError: No values at all, or an item holds NaN/Inf.
     """
-    count = 0
-    mean = 0.0
-    sum_sq_dev = 0.0
+    moments = RunningMoments()
     for index, item in enumerate(logmels):
-        values = item.detach().cpu().double().numpy() if isinstance(item, Tensor) else np.asarray(item, np.float64)
-        if values.size == 0:
-            continue
-        if not np.isfinite(values).all():
+        values = item.detach() if isinstance(item, Tensor) else torch.tensor(np.asarray(item), dtype=torch.float64)
+        if not torch.isfinite(values).all():
             raise ValueError(f"log-mel item {index} contains NaN or Inf")
-        item_count = values.size
-        item_mean = float(values.mean())
-        item_sum_sq_dev = float(np.square(values - item_mean).sum())
-        total = count + item_count
-        delta = item_mean - mean
-        mean += delta * item_count / total
-        sum_sq_dev += item_sum_sq_dev + delta * delta * count * item_count / total
-        count = total
-    if count == 0:
+        moments.update(values)
+    if not moments.count:
         raise ValueError("cannot compute normalisation statistics: no log-mel values were given")
-    return mean, math.sqrt(sum_sq_dev / count)
+    return float(moments.mean), float(moments.std())
 
 
 class LogMelSpectrogram(nn.Module):

@@ -41,6 +41,7 @@ from decar.embed import AudioEncoder
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model, load_byola_weights
 from decar.models.batchnorm import recalibrate_batchnorm
+from decar.moments import RunningMoments
 
 SPEC_FORMS = (
     "<checkpoint.pt | encoder.safetensors>",
@@ -253,18 +254,13 @@ class LogMelStatsModel(EvalModel):
         """Moments accumulated over pieces of whole frames: exactly the statistics of the whole clip's log-mel."""
         cfg = self.config
         total = cfg.frames(len(wave))
-        sums = np.zeros(cfg.n_mels)
-        squares = np.zeros(cfg.n_mels)
+        per_bin = RunningMoments(dims=0)
         for first in range(0, total, LOGMEL_CHUNK_FRAMES):
             last = min(first + LOGMEL_CHUNK_FRAMES, total)
             stop = len(wave) if last == total else (last - 1) * cfg.hop_length + cfg.win_length
             piece = wave[first * cfg.hop_length : stop]
-            logmel = self.frontend(torch.from_numpy(np.ascontiguousarray(piece)), normalize=False)[0, 0]
-            values = logmel.double().numpy()
-            sums += values.sum(axis=0)
-            squares += np.square(values).sum(axis=0)
-        mean = sums / total
-        return np.concatenate([mean, np.sqrt(np.maximum(squares / total - mean**2, 0.0))])
+            per_bin.update(self.frontend(torch.from_numpy(np.ascontiguousarray(piece)), normalize=False)[0, 0])
+        return torch.cat([per_bin.mean, per_bin.std()]).numpy()
 
 
 class HearEvalModel(EvalModel):

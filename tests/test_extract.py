@@ -1,8 +1,12 @@
 import csv
+import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import decar
@@ -231,6 +235,46 @@ def test_cli_embed_refuses_another_model(checkpoint: Path, audio: Path, tmp_path
     assert result.exit_code == 2 and "--overwrite" in result.output
     result = runner.invoke(app, ["embed", source, "-o", str(tmp_path / "out"), "--model", str(other), "--overwrite"])
     assert result.exit_code == 0, result.output
+
+
+def test_cli_embed_does_not_mix_precisions_in_one_folder(checkpoint: Path, audio: Path, tmp_path: Path) -> None:
+    source = str(audio / "corpus" / "tone")
+    embed = ["embed", source, "-o", str(tmp_path), "--model", str(checkpoint), "--no-channels-last"]
+    assert runner.invoke(app, [*embed, "--precision", "fp32"]).exit_code == 0
+    fp32 = {name: np.load(tmp_path / name) for name in manifest_rows(tmp_path)}
+
+    result = runner.invoke(app, [*embed, "--precision", "bf16"])
+    assert result.exit_code == 2 and "3 existing output" in result.output and "--overwrite" in result.output
+    assert all(np.array_equal(np.load(tmp_path / name), array) for name, array in fp32.items())  # untouched
+
+    assert runner.invoke(app, [*embed, "--precision", "bf16", "--overwrite"]).exit_code == 0
+    bf16 = decar.load(checkpoint, precision="bf16")
+    rows = manifest_rows(tmp_path)
+    assert {row["model"] for row in rows.values()} == {model_fingerprint(bf16)}
+    assert {row["status"] for row in rows.values()} == {"ok"}  # re-embedded, not skipped
+    assert not any(np.array_equal(np.load(tmp_path / name), array) for name, array in fp32.items())
+
+
+def test_fingerprint_counts_precision_but_not_layout(model: AudioEncoder, checkpoint: Path) -> None:
+    fingerprint = model_fingerprint(model)
+    assert model_fingerprint(decar.load(checkpoint, precision="bf16")) != fingerprint
+    assert model_fingerprint(decar.load(checkpoint, channels_last=True)) == fingerprint
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+
+
+def test_fp32_fingerprint_is_unchanged_so_earlier_outputs_still_resume(model: AudioEncoder) -> None:
+    """Manifests written before precision counted name fp32 models by config, window and weights alone."""
+    config = model.config
+    described = {
+        "frontend": asdict(config.frontend),
+        "model": asdict(config.model),
+        "window_frames": model.window_frames,
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    assert model_fingerprint(model) == digest.hexdigest()[:16]
 
 
 @pytest.mark.parametrize("command", ["embed", "export-onnx"])

@@ -19,25 +19,22 @@ embedded once; two different files that map to the same output are refused befor
 Outputs and the manifest are written atomically (temp file + ``os.replace``), the manifest at least every
 few seconds and when the run ends, so a killed run resumes where it stopped: an existing output is skipped
 only when its manifest row names the same model; an output without a row (written after the last manifest
-update) is recomputed; an output the manifest attributes to another model stops the run before any work
-unless ``overwrite=True``.
+update) is recomputed; an output the manifest attributes to another model (other weights, frontend, window or
+inference precision) stops the run before any work unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -46,6 +43,7 @@ from rich.table import Table
 from decar._io import atomic_write
 from decar.audio import AudioError, list_audio_files, load_audio
 from decar.embed import AudioEncoder
+from decar.fingerprint import model_fingerprint
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("input", "output", "status", "duration_s", "shape", "model", "error")
@@ -120,27 +118,6 @@ class ExtractionSummary:
         if len(self.failed) > MAX_FAILED_SHOWN:
             table.add_row("[red]failed[/]", f"... and {len(self.failed) - MAX_FAILED_SHOWN} more (see the manifest)")
         return table
-
-
-def model_fingerprint(model: AudioEncoder) -> str:
-    """16 hex digits identifying what determines the embeddings: frontend, encoder, window size and weights.
-
-    Computed from the loaded model, so `checkpoint.pt` and its `encoder.safetensors` export agree, and
-    training-only settings (epochs, learning rate) do not count.
-    """
-    digest = hashlib.sha256()
-    config = model.config
-    described = {
-        "frontend": asdict(config.frontend),
-        "model": asdict(config.model),
-        "window_frames": model.window_frames,
-    }
-    digest.update(json.dumps(described, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        digest.update(value.view(-1).view(torch.uint8).numpy().tobytes())  # raw bytes of any dtype, bf16 too
-    return digest.hexdigest()[:16]
 
 
 def _output_name(relative: Path, frames: bool) -> Path:

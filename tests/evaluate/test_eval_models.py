@@ -15,9 +15,11 @@ from decar.checkpoint import CheckpointError, export_encoder, load_checkpoint
 from decar.config import ConfigError
 from decar.evaluate.models import (
     BYOLA_WINDOW_SECONDS,
+    EncoderModel,
     LogMelStatsModel,
     load_eval_model,
 )
+from decar.fingerprint import model_fingerprint
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model
 from decar.testing import SOUND_KINDS, synthetic_clip, write_random_checkpoint
@@ -79,6 +81,15 @@ def test_fingerprint_identifies_weights_not_file(ntt_checkpoint: Path, tmp_path:
     fingerprint = load_eval_model(str(ntt_checkpoint)).fingerprint
     assert load_eval_model(str(exported)).fingerprint == fingerprint
     assert load_eval_model(str(other)).fingerprint != fingerprint
+
+
+def test_encoder_fingerprint_is_the_shared_model_fingerprint_plus_kind(ntt_checkpoint: Path) -> None:
+    fp32, bf16 = decar.load(ntt_checkpoint), decar.load(ntt_checkpoint, precision="bf16")
+    assert model_fingerprint(fp32) != model_fingerprint(bf16)
+    fingerprint = EncoderModel("a", "decar", fp32).fingerprint
+    assert EncoderModel("b", "decar", decar.load(ntt_checkpoint)).fingerprint == fingerprint  # the name is not in it
+    assert EncoderModel("a", "decar", bf16).fingerprint != fingerprint
+    assert EncoderModel("a", "random", fp32).fingerprint != fingerprint
 
 
 def test_evaluation_never_imports_pretraining() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import decar
 from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
 from decar.embed import AudioEncoder
+from decar.fingerprint import content_digest, model_fingerprint
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model, load_byola_weights
 from decar.models.batchnorm import recalibrate_batchnorm
@@ -139,16 +139,9 @@ class EncoderModel(EvalModel):
         return self.audio_encoder.embed(list(waveforms), batch_size=self.batch_size)
 
     def _fingerprint(self) -> str:
-        """Weights and buffers (the frontend's normalisation statistics included) plus the embedding procedure."""
-        encoder = self.audio_encoder
-        meta = {
-            "kind": self.kind,
-            "decar_version": decar.__version__,
-            "frontend": dataclasses.asdict(encoder.config.frontend),
-            "window_frames": encoder.window_frames,
-            "precision": encoder.precision,
-        }
-        return _digest(meta, encoder.state_dict())
+        """The encoder's `model_fingerprint` (weights, fitted statistics, frontend, window, precision) and kind."""
+        meta = {"kind": self.kind, "decar_version": decar.__version__, "model": model_fingerprint(self.audio_encoder)}
+        return _digest(meta)
 
 
 class _FittedEncoderModel(EncoderModel):
@@ -399,14 +392,9 @@ def _centre_crop(wave: np.ndarray, length: int) -> np.ndarray:
     return np.pad(wave, (before, length - len(wave) - before))
 
 
-def _digest(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> str:
-    """SHA-256 of JSON metadata and, in name order, each tensor's name, dtype, shape and bytes (32 hex digits)."""
-    digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
-    for name, tensor in sorted((tensors or {}).items()):
-        data = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:32]
+def _digest(meta: dict[str, Any]) -> str:
+    """Cache identity of a model described by JSON metadata (32 hex digits)."""
+    return content_digest(meta)[:32]
 
 
 def _file_sha256(path: Path) -> str:

@@ -90,12 +90,12 @@ def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None
     from decar.config import load_config
     from decar.frontend import LogMelSpectrogram
     from decar.models.batchnorm import recalibrate_batchnorm
-    from decar.pretrain import build_network
+    from decar.pretrain import build_objective
 
     tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     config = load_config(tiny if tiny.is_file() else None, overrides or [])
     torch.manual_seed(seed)
-    network = build_network(config)
+    network = build_objective(config, num_samples=1)
     rng = np.random.default_rng(seed)
     waves = np.stack([synthetic_clip(kind, 1.0, config.frontend.sample_rate, rng) for kind in SOUND_KINDS])
     logmel = LogMelSpectrogram(config.frontend)(torch.from_numpy(waves), normalize=False)

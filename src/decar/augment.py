@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decar._dicts import dataclass_from_dict
+from decar.moments import RunningMoments
 
 __all__ = [
     "AugmentConfig",
@@ -410,15 +411,15 @@ class RunningNorm(nn.Module):
         return ((x - mean) / std.clamp_min(self.eps)).to(x.dtype)
 
     def _accumulate(self, x: Tensor) -> None:
-        """Merge a batch's count, mean and sum of squared deviations (Chan et al.) into the buffers."""
-        batch_count = torch.tensor(float(x.numel()), device=x.device)
-        batch_mean = x.mean()
-        batch_m2 = ((x - batch_mean) ** 2).sum()
-        total = self.count + batch_count
-        delta = batch_mean - self.running_mean
-        self.running_mean += delta * batch_count / total
-        self.running_m2 += batch_m2 + delta**2 * self.count * batch_count / total
-        self.count.copy_(total)
+        """Merge the batch into the buffers' count, mean and sum of squared deviations (`RunningMoments`)."""
+        moments = RunningMoments()
+        if int(self.num_batches) > 0:
+            state = torch.stack([self.count, self.running_mean, self.running_m2]).double().cpu()
+            moments = RunningMoments.from_tensor(state)
+        count, mean, m2 = moments.update(x.cpu()).as_tensor().to(self.count)
+        self.count.copy_(count)
+        self.running_mean.copy_(mean)
+        self.running_m2.copy_(m2)
         self.num_batches += 1
 
 

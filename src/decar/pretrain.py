@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, sa
 from decar.cluster import cluster_size_stats, nmi
 from decar.config import DecarConfig
 from decar.data import AudioCrops, Batch, BatchCollator, scan_durations, step_seed, worker_init
-from decar.frontend import compute_norm_stats
 from decar.models import create_model
+from decar.models.batchnorm import recalibrate_batchnorm
+from decar.moments import RunningMoments
 from decar.objectives import EpochContext, Objective, create_objective
 from decar.optim import Lars
 from decar.plots import plot_training_curves
@@ -329,17 +330,17 @@ class Trainer:
         count = len(self.files)
         chosen = sorted({round(i * count / min(count, STATS_MAX_FILES)) for i in range(min(count, STATS_MAX_FILES))})
         mine = chosen[self.info.rank :: self.info.world_size]
-        totals = torch.zeros(3, dtype=torch.float64)
+        moments = RunningMoments()
         for batch in self._loader([[(i, i)] for i in mine]):
             self._record_failures(batch.failures)
-            if batch.logmel.numel():
-                mean, std = compute_norm_stats([batch.logmel])
-                n = batch.logmel.numel()
-                totals += torch.tensor([n, mean * n, (std**2 + mean**2) * n], dtype=torch.float64)
-        totals = dist.all_reduce_sum(totals.to(self.device), self.info).cpu()
-        n, first, second = totals.tolist()
-        mean = first / n
-        return mean, math.sqrt(max(second / n - mean**2, 1e-12))
+            moments.update(batch.logmel)
+        mine_moments = moments.as_tensor() if float(moments.count) else torch.zeros(3, dtype=torch.float64)
+        gathered = dist.all_gather_rows(mine_moments[None].to(self.device), self.info).cpu()
+        total = RunningMoments()
+        for row in gathered:
+            if float(row[0]):
+                total.merge(RunningMoments.from_tensor(row))
+        return float(total.mean), float(total.std(floor=1e-6))
 
     def _recalibrate_batchnorm(self, batch_count: int, batch_size: int) -> None:
         """Rank 0 re-estimates BatchNorm statistics on random training crops and broadcasts them.
@@ -617,28 +618,6 @@ def _largest_k(objective: Any) -> int:
     """The largest number of clusters an objective config asks for (0 when it names none)."""
     ks = [getattr(objective, "num_clusters", 0), *getattr(objective, "num_prototypes", [])]
     return max(ks)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(
-    module: torch.nn.Module, inputs: Iterable[Any], forward: Callable[[Any], object] | None = None
-) -> None:
-    """Replace BatchNorm running statistics by their plain average over `inputs` (train-mode forwards).
-
-    `forward(x)` runs one input through `module` (default: `module(x)`), for modules fed other than by a tensor.
-    """
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    was_training = module.training
-    module.train()
-    for x in inputs:
-        (forward or module)(x)
-    for norm, momentum in zip(norms, momenta, strict=True):
-        norm.momentum = momentum
-    module.train(was_training)
 
 
 def _configure_torch(cfg: DecarConfig) -> None:

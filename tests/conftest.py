@@ -188,5 +188,6 @@ def paper_settings() -> dict[str, Any]:
         "precision": "fp32",
         "channels_last": True,
         "checkpoint_minutes": 5.0,
+        "time_budget_minutes": None,
         "num_threads": None,
     }

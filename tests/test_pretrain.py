@@ -229,3 +229,13 @@ def test_audiontt_encoder_with_bf16_autocast(corpus: Path, tmp_path: Path) -> No
     model = decar.load(tmp_path / "run" / "encoder.safetensors")
     assert model.embed_dim == 128
     assert model(torch.randn(1, 16000) * 0.1).dtype == torch.float32
+
+
+def test_a_time_budget_stops_a_run_that_resume_then_finishes(corpus: Path, tmp_path: Path) -> None:
+    overrides = ["optim.epochs=2", "optim.steps_per_epoch=4", "num_threads=1"]
+    out = tmp_path / "run"
+    stopped = fit(load_config(TINY_CONFIG, [*overrides, "time_budget_minutes=0.00001"]), corpus, out)
+    assert stopped["stopped_by_time_budget"] and stopped["global_step"] == 1  # one step, then the budget is spent
+    assert (out / "encoder.safetensors").is_file() and load_checkpoint(out / "checkpoint.pt")["run_state"]["step"] == 1
+    finished = fit(load_config(TINY_CONFIG, overrides), corpus, out, resume=True)
+    assert not finished["stopped_by_time_budget"] and finished["global_step"] == 8 and finished["epochs"] == 2

@@ -111,6 +111,8 @@ class DecarConfig:
         precision: "fp32" or "bf16" (autocast; CUDA and CPU).
         channels_last: channels-last memory format for convolutional encoders.
         checkpoint_minutes: also checkpoint mid-epoch after this many minutes (epochs always end with one).
+        time_budget_minutes: stop after this much wall time of this process (checkpoint, encoder export and
+            summary as at the end), e.g. to compare methods at equal cost; `--resume` continues the run.
         num_threads: torch intra-op threads on CPU (None: torch's default).
     """
 
@@ -127,6 +129,7 @@ class DecarConfig:
     precision: str = "fp32"
     channels_last: bool = True
     checkpoint_minutes: float = 5.0
+    time_budget_minutes: float | None = None
     num_threads: int | None = None
 
     def validate(self) -> DecarConfig:

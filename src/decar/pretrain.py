@@ -51,7 +51,14 @@ ENCODER_EXPORT_NAME = "encoder.safetensors"
 STATS_MAX_FILES = 2000
 SHORTCUT_BINS = 10
 # Settings a resumed run may change without invalidating what was already trained.
-RESUMABLE_OVERRIDES = ("optim.epochs", "num_threads", "data.num_workers", "checkpoint_minutes", "device")
+RESUMABLE_OVERRIDES = (
+    "optim.epochs",
+    "num_threads",
+    "data.num_workers",
+    "checkpoint_minutes",
+    "time_budget_minutes",
+    "device",
+)
 
 
 class PretrainError(RuntimeError):
@@ -250,8 +257,15 @@ class Trainer:
         self.augment = build_augmentation(self.cfg.augment, per_db).to(self.device).train()
 
     # ------------------------------------------------------------------------------------------------ loop
+    def _out_of_time(self) -> bool:
+        """True once the time budget is spent, and at least one step of this process has run."""
+        budget = self.cfg.time_budget_minutes
+        spent = time.perf_counter() - self.started > (budget or 0) * 60
+        return budget is not None and self.steps_here > 0 and spent
+
     def run(self) -> dict[str, Any]:
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
+        self.steps_here = 0
         if self.state.norm_stats is None:
             self.state.norm_stats = self._normalisation_stats()
         self.norm_mean, self.norm_std = self.state.norm_stats
@@ -259,7 +273,7 @@ class Trainer:
             self._build_augment(self.norm_mean, self.norm_std)
         with self._progress() as progress:
             self.progress = progress
-            while self.state.epoch < self.cfg.optim.epochs:
+            while self.state.epoch < self.cfg.optim.epochs and not self._out_of_time():
                 self._run_epoch()
         summary = self._summary(time.perf_counter() - start)
         if self.info.is_main:
@@ -278,6 +292,9 @@ class Trainer:
             totals.update(self.objective.start_epoch(context))
             totals["seconds_cluster"] = time.perf_counter() - t0 - totals["seconds_extra_pass"]
         self._train()
+        if self.state.step < self.steps_per_epoch:  # stopped by the time budget inside the epoch
+            self._save()
+            return
         record = self._epoch_record()
         state.history.append(record)
         assignments = self.objective.assignments()
@@ -450,6 +467,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.objective.network.parameters(), cfg.optim.grad_clip)
             self.optimizer.step()
             state.step += 1
+            self.steps_here += 1
             now = time.perf_counter()
             global_clips = len(batch.indices) * self.info.world_size
             totals["loss_sum"] = totals.get("loss_sum", 0.0) + loss.item() * global_clips
@@ -458,6 +476,8 @@ class Trainer:
             totals["lr"] = lr
             tick = now
             self.progress.update(task, advance=1, description=f"epoch {state.epoch}: train loss {loss.item():.3f}")
+            if self._out_of_time():
+                break
             if now - last_save > cfg.checkpoint_minutes * 60 and state.step < len(batches):
                 self._save()
                 last_save = time.perf_counter()
@@ -550,6 +570,8 @@ class Trainer:
             "encoder": str(self.out_dir / ENCODER_EXPORT_NAME),
             "world_size": self.info.world_size,
             "device": str(self.device),
+            "stopped_by_time_budget": self.state.epoch < self.cfg.optim.epochs,
+            "global_step": self.state.epoch * self.steps_per_epoch + self.state.step,
         }
 
     def _progress(self) -> Progress:

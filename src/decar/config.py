@@ -111,8 +111,8 @@ class DecarConfig:
         precision: "fp32" or "bf16" (autocast; CUDA and CPU).
         channels_last: channels-last memory format for convolutional encoders.
         checkpoint_minutes: also checkpoint mid-epoch after this many minutes (epochs always end with one).
-        time_budget_minutes: stop after this much wall time of this process (checkpoint, encoder export and
-            summary as at the end), e.g. to compare methods at equal cost; `--resume` continues the run.
+        time_budget_minutes: stop once the run has used this much wall time, counted over every resume
+            (checkpoint, encoder export and summary as at the end), e.g. to compare methods at equal cost.
         num_threads: torch intra-op threads on CPU (None: torch's default).
     """
 

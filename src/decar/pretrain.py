@@ -77,6 +77,7 @@ class RunState:
     bad_files: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_totals: dict[str, float] = field(default_factory=dict)
+    seconds_before: float = 0.0
 
 
 def build_objective(cfg: DecarConfig, num_samples: int) -> Objective:
@@ -161,6 +162,7 @@ class Trainer:
             learning_rates(o.schedule, o.lr, o.final_lr, o.warmup_epochs, o.epochs, self.steps_per_epoch)
         )
         self.augment: torch.nn.Module | None = None
+        self.started, self.steps_here = time.perf_counter(), 0
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -242,6 +244,7 @@ class Trainer:
             bad_files=dict(s["bad_files"]),
             history=list(s["history"]),
             epoch_totals=dict(s["epoch_totals"]),
+            seconds_before=float(s["seconds"]),
         )
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if self.state.epoch_complete:
@@ -257,15 +260,18 @@ class Trainer:
         self.augment = build_augmentation(self.cfg.augment, per_db).to(self.device).train()
 
     # ------------------------------------------------------------------------------------------------ loop
+    def _seconds_spent(self) -> float:
+        """Wall time of this run so far, over every process that resumed it."""
+        return self.state.seconds_before + time.perf_counter() - self.started
+
     def _out_of_time(self) -> bool:
-        """True once the time budget is spent, and at least one step of this process has run."""
+        """True once the time budget is spent (a fresh run takes at least one step first)."""
         budget = self.cfg.time_budget_minutes
-        spent = time.perf_counter() - self.started > (budget or 0) * 60
-        return budget is not None and self.steps_here > 0 and spent
+        started = self.steps_here > 0 or self.state.seconds_before > 0
+        return budget is not None and started and self._seconds_spent() > budget * 60
 
     def run(self) -> dict[str, Any]:
         start = self.started = time.perf_counter()
-        self.steps_here = 0
         if self.state.norm_stats is None:
             self.state.norm_stats = self._normalisation_stats()
         self.norm_mean, self.norm_std = self.state.norm_stats
@@ -508,6 +514,7 @@ class Trainer:
                 "bad_files": s.bad_files,
                 "history": s.history,
                 "epoch_totals": s.epoch_totals,
+                "seconds": self._seconds_spent(),
             },
         }
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from decar.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from decar.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_save_load_round_trip_weights_only(tmp_path: Path) -> None:
@@ -12,7 +12,7 @@ def test_save_load_round_trip_weights_only(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, state)
     loaded = load_checkpoint(path)
-    assert loaded["format_version"] == 1 and loaded["epoch"] == 3
+    assert loaded["format_version"] == FORMAT_VERSION and loaded["epoch"] == 3
     assert torch.equal(loaded["encoder"]["w"], state["encoder"]["w"])
     assert not list(tmp_path.glob("*.tmp"))
 

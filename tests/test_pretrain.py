@@ -241,3 +241,11 @@ def test_a_time_budget_stops_a_run_that_resume_then_finishes(corpus: Path, tmp_p
     assert again["global_step"] == 1  # the budget counts over resumes: nothing left to spend
     finished = fit(load_config(TINY_CONFIG, overrides), corpus, out, resume=True)
     assert not finished["stopped_by_time_budget"] and finished["global_step"] == 8 and finished["epochs"] == 2
+
+
+def test_a_checkpoint_of_the_previous_format_is_not_resumed(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"format": "decar-checkpoint", "format_version": 1, "config": {}}, out / "checkpoint.pt")
+    with pytest.raises(PretrainError, match=r"older decar \(format 1\).*start a new --out"):
+        fit(load_config(TINY_CONFIG, ["optim.epochs=1"]), corpus, out, resume=True)

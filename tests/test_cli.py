@@ -125,3 +125,10 @@ def test_build_bench_without_its_extra_names_the_install(tmp_path: Path, monkeyp
     assert result.exit_code == 2
     assert "needs mido" in result.output and "pip install 'decar[bench]'" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_version_prints_and_exits_zero() -> None:
+    import decar
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == decar.__version__

@@ -330,3 +330,11 @@ class TestAgainstEfficientNetPytorch:
         x = _spectrogram(3, 77)
         with torch.no_grad():
             _assert_close_to_scale(ours(x), reference(x).flatten(1), 1e-4)
+
+
+def test_an_unknown_model_argument_is_refused_not_dropped() -> None:
+    from decar.models import create_model
+
+    with pytest.raises(ValueError, match=r"takes no argument\(s\) 'd:128'.*takes: d, n_mels, dropout"):
+        create_model("audiontt2020", **{"d:128": None})  # what YAML makes of `kwargs: {d:128}`
+    assert create_model("audiontt2020", d=64, dropout=None).embed_dim == 64  # None still means the default

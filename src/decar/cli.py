@@ -58,13 +58,21 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-@app.callback()
-def main(
-    version: Annotated[bool, typer.Option("--version", help="Print the decar version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(requested: bool) -> None:
+    """Eager: runs while the options are parsed, before click asks for a command."""
+    if requested:
         typer.echo(decar.__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the decar version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """decar: general-purpose audio representations by deep clustering."""
 
 
 @app.command()

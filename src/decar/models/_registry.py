@@ -5,6 +5,7 @@ before mel bins) and provides ``forward(x) -> (B, embed_dim)``, ``forward_frames
 and the integer attributes ``embed_dim`` and ``frame_stride`` (input frames per output frame).
 """
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -60,7 +61,8 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         The encoder, freshly initialised, in training mode.
 
     Raises:
-        ValueError: If ``name`` is not registered; the message lists the available names.
+        ValueError: If ``name`` is not registered, or a keyword is not the factory's; the message lists the
+            available names or arguments.
 
     Example:
         >>> model = create_model("audiontt2020", d=512)
@@ -69,8 +71,15 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
-    factory_kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    return _MODELS[name](**factory_kwargs)
+    factory = _MODELS[name]
+    accepted = inspect.signature(factory).parameters
+    unknown = sorted(key for key in kwargs if key not in accepted)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        raise ValueError(
+            f"model {name!r} takes no argument(s) {', '.join(map(repr, unknown))}; it takes: {', '.join(accepted)}"
+            " (in YAML flow style write `{d: 512}` with a space: `{d:512}` is one key named 'd:512')"
+        )
+    return factory(**{key: value for key, value in kwargs.items() if value is not None})
 
 
 def clean_state_dict(

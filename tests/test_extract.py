@@ -282,3 +282,11 @@ def test_new_commands_have_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"], env=WIDE)
     assert result.exit_code == 0
     assert "Usage" in result.output and "-o" in result.output
+
+
+def test_a_folder_another_embed_is_writing_into_is_refused(model: AudioEncoder, audio: Path, tmp_path: Path) -> None:
+    from decar._lock import OutputLocked, output_lock
+
+    with output_lock(tmp_path / "out", "decar embed"), pytest.raises(OutputLocked, match="in use"):
+        extract_embeddings([audio / "corpus"], tmp_path / "out", model, progress=False)
+    assert not (tmp_path / "out" / "manifest.csv").exists()

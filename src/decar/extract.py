@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from decar._io import atomic_write
+from decar._lock import output_lock
 from decar.audio import AudioError, list_audio_files, load_audio
 from decar.embed import AudioEncoder
 from decar.fingerprint import model_fingerprint
@@ -346,11 +347,24 @@ def extract_embeddings(
         FileNotFoundError: An input (or a file a list names) does not exist.
         ValueError: An input holds no audio, two files map to one output, or `batch_size` < 1.
         ModelMismatchError: Outputs of another model exist and `overwrite` is False.
+        OutputLocked: Another decar process is writing into `out_dir`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with output_lock(out_dir, "decar embed"):
+        return _extract(inputs, Path(out_dir), model, frames, batch_size, progress, overwrite)
+
+
+def _extract(
+    inputs: list[str | Path],
+    out_dir: Path,
+    model: AudioEncoder,
+    frames: bool,
+    batch_size: int,
+    progress: bool,
+    overwrite: bool,
+) -> ExtractionSummary:
     start = time.perf_counter()
-    out_dir = Path(out_dir)
     jobs = [_Job(audio, output) for audio, output in plan_outputs(inputs, frames)]
     summary = ExtractionSummary(out_dir=out_dir, manifest=out_dir / MANIFEST_NAME)
     extractor = _Extractor(model, out_dir, frames, batch_size, summary)

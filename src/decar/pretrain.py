@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from decar import dist
 from decar._io import atomic_write_text
+from decar._lock import output_lock
 from decar.audio import list_audio_files
 from decar.augment import build_augmentation
 from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
@@ -90,7 +91,9 @@ def fit(cfg: DecarConfig, data: str | Path, out_dir: str | Path, resume: bool = 
     """Pretrain on the audio under `data` (folder or list file), writing to `out_dir`; returns the run summary."""
     info = dist.init_distributed(cfg.device)
     try:
-        with _caller_torch_settings_kept():
+        # Rank 0 holds the run folder's lock: the other ranks write nothing there.
+        lock = output_lock(out_dir, "decar pretrain") if info.is_main else contextlib.nullcontext()
+        with lock, _caller_torch_settings_kept():
             return Trainer(cfg, Path(data), Path(out_dir), info, resume).run()
     finally:
         dist.shutdown()

@@ -395,3 +395,17 @@ def test_cache_dir_is_filled_and_reused(
     monkeypatch.setattr(LogMelStatsModel, "embed", embed_forbidden)  # all clips are cached
     second = evaluate("logmel-stats", [str(tasks["split"])], tmp_path / "b", seeds=1, cache_dir=cache, progress=False)
     assert second["tasks"]["kinds"]["per_seed"] == first["tasks"]["kinds"]["per_seed"]
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(tasks: dict[str, Path], tmp_path: Path) -> None:
+    taken = tmp_path / "results.json"
+    taken.write_text("{}")
+    with pytest.raises(ValueError, match=r"results\.json exists and is not a folder"):
+        evaluate("logmel-stats", [str(tasks["split"])], taken, progress=False)
+
+
+def test_a_results_folder_in_use_is_refused(tasks: dict[str, Path], tmp_path: Path) -> None:
+    from decar._lock import OutputLocked, output_lock
+
+    with output_lock(tmp_path / "out", "decar evaluate"), pytest.raises(OutputLocked, match="in use"):
+        evaluate("logmel-stats", [str(tasks["split"])], tmp_path / "out", progress=False)

@@ -35,6 +35,7 @@ import torch
 
 import decar
 from decar._console import print_table
+from decar._lock import output_lock
 from decar.checkpoint import git_sha
 from decar.evaluate.cache import embed_clips, load_waveforms
 from decar.evaluate.metrics import PRIMARY_METRIC, confusion, score
@@ -104,8 +105,13 @@ def evaluate(
         name and settings hash, and the path of its per-clip predictions file).
 
     Raises:
-        TaskError, ValueError, FileNotFoundError: a bad task, model or protocol, found before any clip is embedded.
+        TaskError, ValueError, FileNotFoundError: a bad task, model, protocol or output, found before any clip
+            is embedded.
+        OutputLocked: another decar process is writing into `out_dir`.
     """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"-o {out_dir} exists and is not a folder: results go into a folder")
     if protocol not in PROTOCOL_CHOICES:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_CHOICES)}")
     if seeds < 1:
@@ -152,15 +158,16 @@ def evaluate(
     }
     confusions: dict[str, np.ndarray] = {}
     predictions: dict[str, dict[str, np.ndarray]] = {}
-    for task in tasks:
-        log.info("task %s: %d clips, %d labels, %s", task.name, len(task.clips), len(task.vocabulary), task.source)
-        entry, matrix, predictions[task.name] = _evaluate_task(
-            model, task, splits[task.name], protocol, seed_list, cache_dir, progress
-        )
-        results["tasks"][task.name] = entry
-        if matrix is not None:
-            confusions[task.name] = matrix
-    write_results(results, Path(out_dir), confusions, predictions)
+    with output_lock(out_dir, f"decar evaluate {model_spec}"):
+        for task in tasks:
+            log.info("task %s: %d clips, %d labels, %s", task.name, len(task.clips), len(task.vocabulary), task.source)
+            entry, matrix, predictions[task.name] = _evaluate_task(
+                model, task, splits[task.name], protocol, seed_list, cache_dir, progress
+            )
+            results["tasks"][task.name] = entry
+            if matrix is not None:
+                confusions[task.name] = matrix
+        write_results(results, out_dir, confusions, predictions)
     if progress:
         print_table(summary_table(results))
     return results

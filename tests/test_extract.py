@@ -290,3 +290,15 @@ def test_a_folder_another_embed_is_writing_into_is_refused(model: AudioEncoder, 
     with output_lock(tmp_path / "out", "decar embed"), pytest.raises(OutputLocked, match="in use"):
         extract_embeddings([audio / "corpus"], tmp_path / "out", model, progress=False)
     assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_cli_embed_exit_status_says_whether_files_failed(checkpoint: Path, audio: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "good").mkdir(parents=True)
+    (data / "good" / "a.wav").write_bytes((audio / "corpus" / "clicks" / "clicks_000.wav").read_bytes())
+    clean = runner.invoke(app, ["embed", str(data / "good"), "-o", str(tmp_path / "a"), "--model", str(checkpoint)])
+    assert clean.exit_code == 0, clean.output
+    write_bad_files(data / "bad")
+    mixed = runner.invoke(app, ["embed", str(data), "-o", str(tmp_path / "b"), "--model", str(checkpoint)])
+    assert mixed.exit_code == 1, mixed.output
+    assert (tmp_path / "b" / "good" / "a.wav.npy").is_file()  # the good file is still written

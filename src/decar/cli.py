@@ -151,13 +151,15 @@ def embed(
     Outputs mirror each file's path inside its folder (or its list file's folder): DIR/a/b.wav -> OUT/a/b.wav.npy.
     Resumable: rerun the same command and files already embedded by the same model are skipped.
     Bad files are listed with their reason in the manifest and the summary; they never stop the run.
+    Exit status: 0 when every file was embedded, 1 when some failed (the others are written), 2 on an error
+    that stopped the run.
     """
     from decar.embed import NoBundledModelError
     from decar.extract import extract_embeddings
 
     try:
         encoder = decar.load(model, device=device, precision=precision, channels_last=channels_last)
-        extract_embeddings(inputs, out, encoder, frames=frames, batch_size=batch_size, overwrite=overwrite)
+        summary = extract_embeddings(inputs, out, encoder, frames=frames, batch_size=batch_size, overwrite=overwrite)
     except NoBundledModelError:
         _fail(
             RuntimeError(
@@ -167,6 +169,8 @@ def embed(
         )
     except USER_ERRORS as err:
         _fail(err)
+    if summary.failed:
+        raise typer.Exit(code=1)
 
 
 @app.command("export-onnx")

@@ -119,11 +119,40 @@ def test_long_audio_is_processed_in_bounded_windows(model: decar.AudioEncoder, m
         (np.zeros(1000, dtype=np.int16), "float"),
         (np.zeros((1, 1, 1000), dtype=np.float32), "shape"),
         ([], "no audio"),
+        (torch.zeros(1000, dtype=torch.int16), r"dtype int16; .*divide by 32768"),
+        (np.full(1000, 1e30, dtype=np.float32), r"peaks at 1e\+30"),
+        (np.float32(0.5), "shape"),
     ],
 )
 def test_bad_audio_is_a_clear_error(model: decar.AudioEncoder, audio, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         model.embed(audio)
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "message"),
+    [(1, r"in \[1000, 768000\]"), (1e9, r"in \[1000, 768000\]"), (16000.7, "whole number"), ("16k", "number")],
+)
+def test_sample_rates_are_bounded(model: decar.AudioEncoder, sample_rate: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model.embed(np.zeros(16000, dtype=np.float32), sample_rate=sample_rate)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_must_be_positive(model: decar.AudioEncoder, batch_size: int) -> None:
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        model.embed(np.zeros(16000, dtype=np.float32), batch_size=batch_size)
+
+
+def test_paths_are_read_as_audio_files(model: decar.AudioEncoder, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    wave = (0.1 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", wave, 8000, subtype="FLOAT")
+    from_file = model.embed(tmp_path / "a.wav")
+    from_wave = model.embed(wave, sample_rate=8000)
+    np.testing.assert_allclose(from_file, from_wave, rtol=1e-4, atol=1e-5)
+    assert model.embed([str(tmp_path / "a.wav")] * 2).shape == (2, model.embed_dim)
 
 
 def test_checkpoint_errors_name_the_file(tmp_path: Path) -> None:

@@ -17,12 +17,15 @@ import soxr
 import torch
 from torch import nn
 
+from decar.audio import load_audio
 from decar.checkpoint import load_checkpoint
 from decar.config import DecarConfig
 from decar.frontend import LogMelSpectrogram
 from decar.models import clean_state_dict, create_model
 
-AudioInput = np.ndarray | torch.Tensor | Sequence[np.ndarray] | Sequence[torch.Tensor]
+AudioInput = (
+    np.ndarray | torch.Tensor | Sequence[np.ndarray] | Sequence[torch.Tensor] | str | Path | Sequence[str | Path]
+)
 
 
 class NoBundledModelError(FileNotFoundError):
@@ -38,6 +41,23 @@ class Window:
     stop: int
     first_frame: int
     frames: int
+
+
+MAX_PEAK = 1e4
+"""Largest sample magnitude accepted: float audio lives in [-1, 1]; far beyond it is unscaled integer audio."""
+RATE_RANGE = (1000, 768_000)
+"""Sample rates accepted, in Hz."""
+
+
+def _checked_rate(sample_rate: float) -> int:
+    """A whole number of Hz in RATE_RANGE, or a ValueError that says what is wrong."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float | np.integer | np.floating):
+        raise ValueError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
+    if float(sample_rate) != int(sample_rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate}")
+    if not RATE_RANGE[0] <= int(sample_rate) <= RATE_RANGE[1]:
+        raise ValueError(f"sample_rate must lie in [{RATE_RANGE[0]}, {RATE_RANGE[1]}] Hz, got {sample_rate}")
+    return int(sample_rate)
 
 
 class AudioEncoder(nn.Module):
@@ -91,7 +111,9 @@ class AudioEncoder(nn.Module):
 
         Args:
             audio: (T,), (B, T) or a list of 1-D clips of different lengths; numpy or torch, float in [-1, 1].
-            sample_rate: rate of `audio` in Hz (default: the model's); other rates are resampled with soxr.
+                Or an audio file's path, or a list of them (read and resampled to the model's rate).
+            sample_rate: rate of `audio` in Hz, a whole number in RATE_RANGE (default: the model's); other
+                rates are resampled with soxr.
             batch_size: windows per forward pass (bounds memory).
         """
         clips = self._prepare(audio, sample_rate)
@@ -205,25 +227,41 @@ class AudioEncoder(nn.Module):
         return 1000.0 * (centre_frame * fe.hop_length + offset) / fe.sample_rate
 
     def _prepare(self, audio: AudioInput, sample_rate: int | None) -> list[np.ndarray]:
-        """Any accepted input → list of float32 mono 1-D numpy clips at the model's rate."""
+        """Any accepted input → list of float32 mono 1-D numpy clips at the model's rate; clear errors otherwise."""
+        rate = self.sample_rate if sample_rate is None else _checked_rate(sample_rate)
+        if isinstance(audio, np.generic | int | float):
+            raise ValueError("audio must have shape (T,) or (B, T), got a scalar")
+        if isinstance(audio, str | Path) or (
+            isinstance(audio, list | tuple) and audio and isinstance(audio[0], str | Path)
+        ):
+            if sample_rate is not None:
+                raise ValueError("sample_rate applies to waveforms; audio files are read at their own rate")
+            paths = [audio] if isinstance(audio, str | Path) else list(audio)
+            return [load_audio(path, self.sample_rate) for path in paths]
         if isinstance(audio, torch.Tensor | np.ndarray):
-            array = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+            array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
             if array.ndim not in (1, 2):
                 raise ValueError(f"audio must have shape (T,) or (B, T), got {tuple(array.shape)}")
             items = [array] if array.ndim == 1 else list(array)
         else:
-            items = [a.detach().cpu().float().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in audio]
+            items = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in audio]
         if not items:
             raise ValueError("no audio given")
-        rate = self.sample_rate if sample_rate is None else int(sample_rate)
         clips = []
         for i, item in enumerate(items):
             if item.ndim != 1 or item.size == 0:
                 raise ValueError(f"clip {i} must be a non-empty 1-D array, got shape {tuple(item.shape)}")
             if not np.issubdtype(item.dtype, np.floating):
-                raise ValueError(f"clip {i} has dtype {item.dtype}; pass float audio in [-1, 1]")
+                raise ValueError(
+                    f"clip {i} has dtype {item.dtype}; pass float audio in [-1, 1] (int16: divide by 32768)"
+                )
             if not np.isfinite(item).all():
                 raise ValueError(f"clip {i} contains NaN or infinite samples")
+            peak = float(np.abs(item).max())
+            if peak > MAX_PEAK:
+                raise ValueError(
+                    f"clip {i} peaks at {peak:.3g}; audio must be float in [-1, 1] (int16: divide by 32768)"
+                )
             clip = item.astype(np.float32, copy=False)
             if rate != self.sample_rate:
                 clip = soxr.resample(clip, rate, self.sample_rate, quality="HQ").astype(np.float32)

@@ -257,6 +257,7 @@ def test_summary_table_is_never_cut_in_a_narrow_terminal(
         "model": {"name": "some model"},
         "selection": "valid",
         "protocol": "linear",
+        "seeds": [0],
         "tasks": {name: {**task, "num_clips": {"test": 16}, "failures": []}},
     }
     print_table(summary_table(results))

@@ -409,3 +409,12 @@ def test_a_results_folder_in_use_is_refused(tasks: dict[str, Path], tmp_path: Pa
 
     with output_lock(tmp_path / "out", "decar evaluate"), pytest.raises(OutputLocked, match="in use"):
         evaluate("logmel-stats", [str(tasks["split"])], tmp_path / "out", progress=False)
+
+
+def test_one_seed_shows_no_spread(tasks: dict[str, Path], tmp_path: Path) -> None:
+    from decar.evaluate.report import summary_table
+
+    results = evaluate("logmel-stats", [str(tasks["split"])], tmp_path / "out", seeds=1, progress=False)
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "±" not in text.split("| task |")[1].split("\n\n")[0].replace("mean ± std", "")
+    assert "±" not in "".join(str(cell) for column in summary_table(results).columns for cell in column._cells)

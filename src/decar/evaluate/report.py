@@ -45,8 +45,9 @@ def predictions_file(task_name: str) -> str:
     return f"predictions/{file_stem(task_name)}.npz"
 
 
-def format_score(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
+def format_score(mean: float, std: float, seeds: int) -> str:
+    """Mean ± std over seeds; the mean alone for one seed, whose std says nothing."""
+    return f"{mean:.4f}" if seeds < 2 else f"{mean:.4f} ± {std:.4f}"
 
 
 def format_interval(task: dict[str, Any]) -> str:
@@ -107,7 +108,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         if task.get("per_fold"):
             note = "; ".join(filter(None, [note, f"mean of {len(task['per_fold'])} folds"]))
         lines.append(
-            f"| {name} | {task['primary_metric']} | {format_score(task['mean'], task['std'])} "
+            f"| {name} | {task['primary_metric']} | {format_score(task['mean'], task['std'], len(results['seeds']))} "
             f"| {format_interval(task)} | {task['num_clips']['test']} | {note} |"
         )
     lines += [
@@ -138,7 +139,7 @@ def summary_table(results: dict[str, Any]) -> Table:
         table.add_row(
             name,
             task["primary_metric"],
-            format_score(task["mean"], task["std"]) + mark,
+            format_score(task["mean"], task["std"], len(results["seeds"])) + mark,
             format_interval(task),
             str(task["num_clips"]["test"]),
             str(len(task["failures"])),
@@ -217,7 +218,7 @@ def compare(result_dirs: list[Path], out: Path | None = None, allow_mixed_protoc
     for row, (label, run) in enumerate(zip(labels, runs, strict=True)):
         mark = DAGGER if run["selection"] == "test" else ""
         cells = [
-            format_score(run["tasks"][name]["mean"], run["tasks"][name]["std"])
+            format_score(run["tasks"][name]["mean"], run["tasks"][name]["std"], len(run["seeds"]))
             + (SIGNIFICANT if significant.get((row, name)) else "")
             + mark
             if name in run["tasks"]

@@ -143,3 +143,21 @@ def test_a_crashing_utterance_costs_only_itself(monkeypatch: pytest.MonkeyPatch)
     waves = clips.speak_isolated([Utterance("a", "en"), Utterance("crash", "en"), Utterance("b", "en")])
     assert waves[1] is None
     assert waves[0] is not None and waves[2] is not None
+
+
+def test_one_audio_under_two_names_stays_in_its_first_split(tmp_path: Path) -> None:
+    from decar.corpora.clips import ClipSpec, FileCut, Written
+    from decar.corpora.report import write_task_folder
+    from decar.corpora.tasks import TaskDesign
+
+    def spec(name: str, split: str, label: str) -> ClipSpec:
+        cut = FileCut(Path("x.ogg"), 0.0, 1.0)
+        return ClipSpec(f"tasks/t/16000/{split}/{name}", cut, "p", f"p/{name}", "task", "t", split, label)
+
+    design = TaskDesign("t", "", "", 1.0, [spec("a.flac", "train", "x"), spec("b.flac", "valid", "x")])
+    design.specs += [spec("c.flac", "test", "x"), spec("d.flac", "test", "x")]
+    sha = {"a.flac": "same", "b.flac": "same", "c.flac": "other", "d.flac": "same"}  # b and d copy a
+    results = {s.relpath: Written(s.relpath, 1.0, sha[Path(s.relpath).name]) for s in design.specs}
+    counts = write_task_folder(tmp_path, design, results, [])
+    assert counts == {"classes": 1, "train": 1, "valid": 0, "test": 1}
+    assert json.loads((tmp_path / "tasks/t/test.json").read_text()) == {"c.flac": ["x"]}

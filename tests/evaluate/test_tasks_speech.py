@@ -485,3 +485,35 @@ def test_manifest_file_errors(audio_dir: Path) -> None:
         )
     with pytest.raises(TaskError, match="line 1: labels must be strings"):
         load_manifest(touch(audio_dir / "typed.jsonl", '{"path": "audio/a.wav", "labels": [1.5], "fold": 0}\n'))
+
+
+@pytest.mark.parametrize("alias", ["absolute", "dotdot", "symlink", "copy"])
+def test_a_train_clip_listed_again_for_test_under_another_name_is_refused(tmp_path: Path, alias: str) -> None:
+    audio = tmp_path / "audio"
+    for index, name in enumerate(["a", "b", "c", "d"]):
+        touch(audio / f"{name}.wav", f"distinct audio {index}")
+    (audio / "sub").mkdir()
+    test_path = {
+        "absolute": str(audio / "a.wav"),
+        "dotdot": "audio/sub/../a.wav",
+        "symlink": "audio/link.wav",
+        "copy": "audio/copy.wav",
+    }[alias]
+    (audio / "link.wav").symlink_to(audio / "a.wav")
+    (audio / "copy.wav").write_bytes((audio / "a.wav").read_bytes())
+    rows = ["path,label,split", "audio/a.wav,x,train", "audio/b.wav,y,train", "audio/c.wav,x,valid"]
+    rows += ["audio/d.wav,y,test", f"{test_path},x,test"]
+    manifest = touch(tmp_path / "task.csv", "\n".join(rows) + "\n")
+    same = r"\(test\) is the same audio as .*a\.wav \(train\)|line 6: repeats the clip of line 2"
+    with pytest.raises(TaskError, match=same):
+        list(load_manifest(manifest).splits())
+
+
+def test_manifest_fields_may_hold_newlines_and_unicode_separators(tmp_path: Path) -> None:
+    for name in ("a", "b", "c", "d"):
+        touch(tmp_path / f"{name}.wav", name)
+    label = "dog\u2028barking"  # a line separator for str.splitlines, plain text for csv
+    rows = [f'a.wav,"{label}",train', 'b.wav,"cat\nmeow",train', f'c.wav,"{label}",valid', f'd.wav,"{label}",test']
+    manifest = touch(tmp_path / "task.csv", "path,label,split\n" + "\n".join(rows) + "\n")
+    task = load_manifest(manifest)
+    assert sorted(task.vocabulary) == sorted(["cat\nmeow", label]) and len(task.clips) == 4

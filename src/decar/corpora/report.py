@@ -38,9 +38,16 @@ def write_task_folder(
 ) -> dict[str, int]:
     """task_metadata.json, labelvocabulary.csv and <split>.json of a task; returns class count and clips per split.
 
-    Only clips that were written are listed, and valid/test clips of a class absent from train are dropped.
+    Only clips that were written are listed, and valid/test clips of a class absent from train are dropped. So
+    are clips whose rendered audio an earlier split (train, then valid) already holds: packages ship one
+    recording under several names (a voice pack's two phrases, two stamps' sounds), which a split by name
+    would otherwise put in two splits.
     """
     done = [spec for spec in design.specs if not results[spec.relpath].error]
+    first_split: dict[str, str] = {}
+    for spec in sorted(done, key=lambda spec: SPLITS.index(spec.split)):
+        first_split.setdefault(results[spec.relpath].sha256, spec.split)
+    done = [spec for spec in done if first_split[results[spec.relpath].sha256] == spec.split]
     trained = {spec.label for spec in done if spec.split == "train"}
     kept = [spec for spec in done if spec.label in trained]
     vocabulary = sorted(trained)

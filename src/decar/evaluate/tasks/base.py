@@ -6,6 +6,8 @@ ever see `Task.splits()`, which enforces that model selection uses validation da
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +124,61 @@ class Task:
         for part in ("train", "valid", "test"):
             if not getattr(split, part):
                 raise TaskError(f"{where}: the {part} set is empty")
+        _check_no_shared_audio(where, split)
         if not self.multilabel:
             seen = {c.labels[0] for c in split.train}
             unseen = sorted({c.labels[0] for c in split.test} - seen)
             if unseen:
                 raise TaskError(f"{where}: test class(es) {unseen[:5]} never appear in training")
         return split
+
+
+SAMPLED_BYTES = 1 << 16
+"""Bytes read from each end of a file to recognise it: the same audio under another path, link or copy."""
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _content_key(path: Path, size: int, mtime_ns: int) -> str:
+    """Size plus a hash of the file's first and last SAMPLED_BYTES (cached per path and version of the file)."""
+    del mtime_ns  # part of the cache key only
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(SAMPLED_BYTES))
+        if size > 2 * SAMPLED_BYTES:
+            handle.seek(size - SAMPLED_BYTES)
+        digest.update(handle.read(SAMPLED_BYTES))
+    return digest.hexdigest()
+
+
+_EMPTY = hashlib.sha256(b"0").hexdigest()
+"""The content key of an empty file."""
+
+
+def _clip_identity(clip: Clip) -> tuple[str, float, float | None]:
+    """What makes two clips the same audio: the file's content (whatever its path) and the segment."""
+    resolved = clip.path.resolve()
+    stat = resolved.stat()
+    return _content_key(resolved, stat.st_size, stat.st_mtime_ns), float(clip.start_s), clip.duration_s
+
+
+def _check_no_shared_audio(where: str, split: Split) -> None:
+    """No clip of valid or test may be a train clip (nor valid and test share one) under another name: the
+    same file by an absolute and a relative path, through `..` or a symlink, or a byte-identical copy."""
+    seen: dict[tuple[str, float, float | None], tuple[str, Path]] = {}
+    for part in ("train", "valid", "test"):
+        for clip in getattr(split, part):
+            try:
+                identity = _clip_identity(clip)
+            except OSError:
+                continue  # an unreadable file is reported, and left out, when it is embedded
+            if identity[0] == _EMPTY:
+                continue  # likewise an empty one: it holds no audio to share
+            first = seen.setdefault(identity, (part, clip.path))
+            if first[0] != part:
+                raise TaskError(
+                    f"{where}: {clip.path} ({part}) is the same audio as {first[1]} ({first[0]}); a clip must not "
+                    f"be in two splits, whatever its path"
+                )
 
 
 TaskLoader = Callable[[Path], Task]

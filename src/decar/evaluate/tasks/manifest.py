@@ -15,6 +15,7 @@ its vocabulary is the sorted set of labels. Other columns are ignored, so a mani
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -36,7 +37,8 @@ def _read_text(path: Path) -> str:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[Row]]:
-    reader = csv.DictReader(_read_text(path).splitlines())
+    # csv's own line handling: quoted fields may hold newlines, and U+2028, \x85 or \f are text, not line ends
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     rows: list[Row] = []
     try:
         for row in reader:
@@ -51,7 +53,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[Row]]:
 def _read_jsonl(path: Path) -> tuple[list[str], list[Row]]:
     rows: list[Row] = []
     keys: set[str] = set()
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):  # JSON strings may hold U+2028
         if not line.strip():
             continue
         try:

@@ -132,3 +132,13 @@ def test_version_prints_and_exits_zero() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == decar.__version__
+
+
+def test_help_does_not_wait_for_torch() -> None:
+    """`decar --help` answers at once: the CLI and the package import the library only when a command runs."""
+    import subprocess
+
+    code = "import sys, decar.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    help_run = subprocess.run([sys.executable, "-m", "decar.cli", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "pretrain" in help_run.stdout

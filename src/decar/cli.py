@@ -18,9 +18,6 @@ from rich.text import Text
 
 import decar
 from decar._console import print_table
-from decar.audio import AudioError
-from decar.checkpoint import CheckpointError
-from decar.config import ConfigError, DecarConfig, load_config
 
 app = typer.Typer(
     name="decar",
@@ -35,7 +32,10 @@ data_app = typer.Typer(help="Build benchmark data from free audio sources.", no_
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
-USER_ERRORS = (ConfigError, CheckpointError, AudioError, FileNotFoundError, ValueError, RuntimeError)
+USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError)
+"""What a user's input can cause; decar's own errors (ConfigError, CheckpointError, AudioError, TaskError,
+PretrainError, OutputLocked) derive from ValueError or RuntimeError. Commands import the library when they run,
+so `decar --help` does not wait for torch."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -94,13 +94,14 @@ def pretrain(
     Bad audio files are skipped with a warning and counted; a killed run continues with --resume.
     Every config key can be overridden; `decar config default` lists them with the paper's values.
     """
-    from decar.pretrain import PretrainError, fit
+    from decar.config import load_config
+    from decar.pretrain import fit
 
     _setup_logging(verbose)
     try:
         cfg = load_config(config, overrides or [])
         summary = fit(cfg, data, out, resume=resume)
-    except (*USER_ERRORS, PretrainError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     if summary["world_size"] == 1 or _is_rank_zero():
         _print_summary("pretraining summary", summary)
@@ -112,6 +113,7 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Epochs of the tiny config.")] = 3,
 ) -> None:
     """Generate a small synthetic corpus and pretrain the tiny config on it (CPU, about a minute)."""
+    from decar.config import load_config
     from decar.pretrain import fit
     from decar.testing import write_synthetic_corpus
 
@@ -311,6 +313,8 @@ def bench_command(
 @config_app.command("default")
 def config_default() -> None:
     """Print the default config (the paper's DECAR v1 settings) as YAML."""
+    from decar.config import DecarConfig
+
     typer.echo(yaml.safe_dump(DecarConfig().to_dict(), sort_keys=False))
 
 
@@ -320,6 +324,8 @@ def config_show(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides to apply.")] = None,
 ) -> None:
     """Print a config resolved with defaults and overrides (or the config stored in a checkpoint)."""
+    from decar.config import load_config
+
     try:
         if path.suffix in (".pt", ".safetensors"):
             from decar.checkpoint import load_checkpoint

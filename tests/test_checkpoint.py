@@ -57,3 +57,38 @@ def test_interrupted_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
         save_checkpoint(path, {"epoch": 2, "bad": Unpicklable()})
     assert load_checkpoint(path)["epoch"] == 1
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda s: s.pop("config"), "no 'config' mapping"),
+        (lambda s: s.pop("frontend_stats"), "no 'frontend_stats'"),
+        (lambda s: s.update(frontend_stats={"mean": 0.0, "std": float("nan")}), "finite numbers"),
+        (lambda s: s.pop("format_version"), "no integer format_version"),
+        (lambda s: s["config"]["model"]["kwargs"].update(width=3), "cannot rebuild the model.*'width'"),
+        (lambda s: s["encoder"].pop(next(iter(s["encoder"]))), "cannot rebuild the model.*Missing key"),
+        (lambda s: s["encoder"].update({k: v[..., :1] for k, v in list(s["encoder"].items())[:1]}), "size mismatch"),
+        (lambda s: next(v for v in s["encoder"].values() if v.is_floating_point()).fill_(float("nan")), "NaN"),
+    ],
+)
+def test_a_malformed_checkpoint_is_one_error_naming_file_and_field(tmp_path: Path, damage, message: str) -> None:
+    import decar
+    from decar.testing import write_random_checkpoint
+
+    path = write_random_checkpoint(tmp_path / "good.pt")
+    state = torch.load(path, weights_only=True)
+    damage(state)
+    broken = tmp_path / "broken.pt"
+    torch.save(state, broken)
+    with pytest.raises(CheckpointError, match=rf"broken\.pt.*{message}"):
+        decar.load(broken)
+
+
+def test_byola_on_a_pickle_is_a_clear_error(tmp_path: Path) -> None:
+    from decar.models import load_byola_weights
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(object(), protocol=2))
+    with pytest.raises(ValueError, match=r"evil\.pth: cannot read it as a weights-only torch file"):
+        load_byola_weights(evil)

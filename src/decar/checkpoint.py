@@ -8,6 +8,7 @@ metadata header carries the config and normalisation statistics as JSON.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,40 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a decar checkpoint (no '{FORMAT_NAME}' format marker)")
+    if not isinstance(state.get("format_version"), int):
+        raise CheckpointError(f"{path}: no integer format_version")
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {state['format_version']}; "
             f"this decar reads up to {FORMAT_VERSION}: upgrade decar"
         )
+    return state
+
+
+def validate_model_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Check what rebuilding the model needs: a config dict, finite normalisation statistics, finite weights.
+
+    Raises:
+        CheckpointError: naming the file and the missing or bad field.
+    """
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{path}: no 'config' mapping (the settings that rebuild the model)")
+    stats = state.get("frontend_stats")
+    if not isinstance(stats, dict) or not {"mean", "std"} <= set(stats):
+        raise CheckpointError(f"{path}: no 'frontend_stats' with 'mean' and 'std'")
+    values = (stats["mean"], stats["std"])
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise CheckpointError(f"{path}: frontend_stats must be finite numbers, got {stats}")
+    if stats["std"] <= 0:
+        raise CheckpointError(f"{path}: frontend_stats std must be > 0, got {stats['std']}")
+    weights = state.get("encoder")
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{path}: no 'encoder' weights")
+    for key, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: encoder entry {key!r} is not a tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: encoder weight {key!r} holds NaN or infinite values")
     return state
 
 
@@ -98,11 +128,15 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
     if metadata.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is a safetensors file but not a decar encoder export (metadata lacks format)")
-    return {
-        "format": FORMAT_NAME,
-        "format_version": int(metadata["format_version"]),
-        "config": json.loads(metadata["config"]),
-        "frontend_stats": json.loads(metadata["frontend_stats"]),
-        "encoder": tensors,
-        "epoch": int(metadata.get("epoch", -1)),
-    }
+    try:
+        state = {
+            "format": FORMAT_NAME,
+            "format_version": int(metadata["format_version"]),
+            "config": json.loads(metadata["config"]),
+            "frontend_stats": json.loads(metadata["frontend_stats"]),
+            "encoder": tensors,
+            "epoch": int(metadata.get("epoch", -1)),
+        }
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: its metadata lacks or garbles {err}") from err
+    return validate_model_fields(path, state)

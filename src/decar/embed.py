@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from decar.audio import load_audio
-from decar.checkpoint import load_checkpoint
+from decar.checkpoint import CheckpointError, load_checkpoint, validate_model_fields
 from decar.config import DecarConfig
 from decar.frontend import LogMelSpectrogram
 from decar.models import clean_state_dict, create_model
@@ -308,11 +308,14 @@ def load(
             "this decar release bundles no pretrained model yet; pass the path of a checkpoint "
             "(e.g. runs/<name>/checkpoint.pt from `decar pretrain`)"
         )
-    checkpoint = load_checkpoint(path)
-    config = DecarConfig.from_dict(checkpoint["config"])
+    checkpoint = validate_model_fields(Path(path), load_checkpoint(path))
+    try:
+        config = DecarConfig.from_dict(checkpoint["config"])
+        encoder = create_model(config.model.name, **config.model.kwargs)
+        encoder.load_state_dict(clean_state_dict(checkpoint["encoder"]))
+    except (ValueError, TypeError, RuntimeError) as err:  # a bad config, model argument, key or shape
+        detail = " ".join(str(err).split())  # torch's multi-line state-dict report, on one line
+        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {detail}") from err
     frontend = LogMelSpectrogram(config.frontend)
-    stats = checkpoint["frontend_stats"]
-    frontend.set_norm_stats(stats["mean"], stats["std"])
-    encoder = create_model(config.model.name, **config.model.kwargs)
-    encoder.load_state_dict(clean_state_dict(checkpoint["encoder"]))
+    frontend.set_norm_stats(checkpoint["frontend_stats"]["mean"], checkpoint["frontend_stats"]["std"])
     return AudioEncoder(frontend, encoder, config, precision, channels_last).to(device).eval()

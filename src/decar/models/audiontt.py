@@ -128,7 +128,10 @@ def load_byola_weights(path: str | PathLike[str], d: int | None = None) -> Audio
             embedding size differs from ``d``; the message names the file.
     """
     path = Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for what it cannot read
+        raise ValueError(f"{path}: cannot read it as a weights-only torch file: {type(err).__name__}") from err
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict):

@@ -249,3 +249,15 @@ def test_a_checkpoint_of_the_previous_format_is_not_resumed(corpus: Path, tmp_pa
     torch.save({"format": "decar-checkpoint", "format_version": 1, "config": {}}, out / "checkpoint.pt")
     with pytest.raises(PretrainError, match=r"older decar \(format 1\).*start a new --out"):
         fit(load_config(TINY_CONFIG, ["optim.epochs=1"]), corpus, out, resume=True)
+
+
+def test_a_resume_restores_a_lost_log_and_removes_orphan_temporaries(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_config(TINY_CONFIG, ["optim.epochs=1", "optim.steps_per_epoch=2", "num_threads=1"])
+    fit(cfg, corpus, out)
+    (out / "log.jsonl").unlink()  # killed after the checkpoint, before the log
+    orphan = out / ".checkpoint.pt.abc123.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    fit(cfg, corpus, out, resume=True)
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [0]
+    assert not orphan.exists()

@@ -33,3 +33,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_orphan_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that writes killed midway left in ``folder`` (the caller holds its lock)."""
+    orphans = [path for path in folder.glob(".*.tmp") if path.is_file()]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return orphans

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from decar import dist
-from decar._io import atomic_write_text
+from decar._io import atomic_write_text, remove_orphan_temporaries
 from decar._lock import output_lock
 from decar.audio import list_audio_files
 from decar.augment import build_augmentation
@@ -136,6 +136,8 @@ class Trainer:
         self.levels = torch.full((len(self.files),), math.nan, dtype=torch.float64)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            for orphan in remove_orphan_temporaries(out_dir):
+                log.info("removed %s, left by a write that was killed", orphan.name)
             cfg.to_yaml(out_dir / "config.yaml")
             atomic_write_text(out_dir / "files.txt", "".join(f"{p}\n" for p in self.files))
         self.dataset = AudioCrops(
@@ -278,6 +280,8 @@ class Trainer:
         if self.state.norm_stats is None:
             self.state.norm_stats = self._normalisation_stats()
         self.norm_mean, self.norm_std = self.state.norm_stats
+        if self.info.is_main and self.state.history:  # a run killed between checkpoint and log gets its log back
+            self._write_log()
         if self.augment is None:
             self._build_augment(self.norm_mean, self.norm_std)
         with self._progress() as progress:
@@ -311,11 +315,16 @@ class Trainer:
         state.epoch_complete = True
         self._save()
         if self.info.is_main:
-            atomic_write_text(self.out_dir / "log.jsonl", "".join(_json(r) + "\n" for r in state.history))
-            plot_training_curves(state.history, self.out_dir / "curves.png")
+            self._write_log()
             log.info(_format_record(record))
         state.epoch, state.step, state.epoch_complete = state.epoch + 1, 0, False
         state.epoch_totals = {}
+
+    def _write_log(self) -> None:
+        """log.jsonl and curves.png from the run's history (which the checkpoint carries)."""
+        history = self.state.history
+        atomic_write_text(self.out_dir / "log.jsonl", "".join(_json(record) + "\n" for record in history))
+        plot_training_curves(history, self.out_dir / "curves.png")
 
     def _loader(self, batches: list[list[tuple[int, int]]]) -> DataLoader:
         workers = self.cfg.data.num_workers

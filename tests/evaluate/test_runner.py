@@ -418,3 +418,31 @@ def test_one_seed_shows_no_spread(tasks: dict[str, Path], tmp_path: Path) -> Non
     text = (tmp_path / "out" / "results.md").read_text()
     assert "±" not in text.split("| task |")[1].split("\n\n")[0].replace("mean ± std", "")
     assert "±" not in "".join(str(cell) for column in summary_table(results).columns for cell in column._cells)
+
+
+def test_a_stopped_evaluation_resumes_with_its_finished_tasks(
+    tasks: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decar.evaluate import runner
+
+    specs = [str(tasks["split"]), str(tasks["kfold"])]
+    reference = evaluate("logmel-stats", specs, tmp_path / "reference", seeds=2, progress=False)
+    calls: list[str] = []
+    original = runner._evaluate_task
+
+    def stopped_at_second(model: object, task: runner.Task, *args: object) -> tuple:
+        calls.append(task.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(model, task, *args)
+
+    monkeypatch.setattr(runner, "_evaluate_task", stopped_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate("logmel-stats", specs, tmp_path / "out", seeds=2, progress=False)
+    calls.clear()
+    monkeypatch.setattr(runner, "_evaluate_task", lambda *args: calls.append(args[1].name) or original(*args))
+    resumed = evaluate("logmel-stats", specs, tmp_path / "out", seeds=2, progress=False)
+    assert calls == [list(reference["tasks"])[1]]  # only the task the stopped run had not finished
+    for name, entry in reference["tasks"].items():
+        assert resumed["tasks"][name]["mean"] == entry["mean"] and resumed["tasks"][name]["ci95"] == entry["ci95"]
+    assert not (tmp_path / "out" / ".partial").exists()

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -35,13 +36,14 @@ import torch
 
 import decar
 from decar._console import print_table
+from decar._io import atomic_write, atomic_write_text
 from decar._lock import output_lock
 from decar.checkpoint import git_sha
 from decar.evaluate.cache import embed_clips, load_waveforms
 from decar.evaluate.metrics import PRIMARY_METRIC, confusion, score
 from decar.evaluate.models import EvalModel, load_eval_model
 from decar.evaluate.protocols import PROTOCOLS, finetune, run_seeds
-from decar.evaluate.report import predictions_file, summary_table, write_results
+from decar.evaluate.report import file_stem, predictions_file, summary_table, write_results
 from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_interval
 from decar.evaluate.tasks import Clip, Split, Task, load_task
 
@@ -161,16 +163,64 @@ def evaluate(
     with output_lock(out_dir, f"decar evaluate {model_spec}"):
         for task in tasks:
             log.info("task %s: %d clips, %d labels, %s", task.name, len(task.clips), len(task.vocabulary), task.source)
-            entry, matrix, predictions[task.name] = _evaluate_task(
-                model, task, splits[task.name], protocol, seed_list, cache_dir, progress
-            )
+            key = _partial_key(results, task)
+            finished = _load_partial(out_dir, key, task.name)
+            if finished is None:
+                finished = _evaluate_task(model, task, splits[task.name], protocol, seed_list, cache_dir, progress)
+                _save_partial(out_dir, key, task.name, *finished)
+            else:
+                log.info("task %s: finished by an earlier run that was stopped; its result is reused", task.name)
+            entry, matrix, predictions[task.name] = finished
             results["tasks"][task.name] = entry
             if matrix is not None:
                 confusions[task.name] = matrix
         write_results(results, out_dir, confusions, predictions)
+        shutil.rmtree(out_dir / PARTIAL_FOLDER, ignore_errors=True)
     if progress:
         print_table(summary_table(results))
     return results
+
+
+PARTIAL_FOLDER = ".partial"
+"""Each finished task of a run that is still going (or was killed): OUT/.partial/<key>/<task>.json and .npz."""
+
+
+def _partial_key(results: dict[str, Any], task: Task) -> str:
+    """What a finished task's result depends on: the recipe, the model, and the task's clips."""
+    identity = [results["config"]["hash"], results["model"]["fingerprint"], task.source, len(task.clips)]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+def _save_partial(
+    out_dir: Path,
+    key: str,
+    name: str,
+    entry: dict[str, Any],
+    matrix: np.ndarray | None,
+    predictions: dict[str, np.ndarray],
+) -> None:
+    folder = out_dir / PARTIAL_FOLDER / key
+    arrays = {**predictions, **({"confusion": matrix} if matrix is not None else {})}
+    atomic_write(folder / f"{file_stem(name)}.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_write_text(folder / f"{file_stem(name)}.json", json.dumps(entry))
+
+
+def _load_partial(
+    out_dir: Path, key: str, name: str
+) -> tuple[dict[str, Any], np.ndarray | None, dict[str, np.ndarray]] | None:
+    """A task result an earlier, stopped run of the same recipe, model and task wrote; None when there is none."""
+    folder = out_dir / PARTIAL_FOLDER / key
+    entry_file, arrays_file = folder / f"{file_stem(name)}.json", folder / f"{file_stem(name)}.npz"
+    if not (entry_file.is_file() and arrays_file.is_file()):
+        return None
+    try:
+        entry = json.loads(entry_file.read_text())
+        with np.load(arrays_file, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError):
+        return None  # unreadable: evaluate the task again
+    matrix = arrays.pop("confusion", None)
+    return entry, matrix, arrays
 
 
 def _evaluate_task(

@@ -210,3 +210,12 @@ def test_window_batches_group_equal_windows_and_give_what_embed_averages(model: 
     np.testing.assert_allclose(sums / weights[:, None], model.embed(clips), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="batch_size"):
         next(model.window_batches(clips, batch_size=0))
+
+
+def test_a_clip_too_short_for_pretraining_is_too_short_to_embed(model: decar.AudioEncoder) -> None:
+    from decar.config import DecarConfig
+
+    assert DecarConfig().data.min_seconds == pytest.approx(0.05)
+    with pytest.raises(ValueError, match=r"too short \(0\.0006 s < 0\.05 s\)"):
+        model.embed(np.zeros(10, dtype=np.float32))
+    assert model.embed(np.zeros(800, dtype=np.float32)).shape == (1, model.embed_dim)  # exactly 0.05 s

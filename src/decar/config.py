@@ -33,7 +33,8 @@ class DataConfig:
         pad_to_crop: bring shorter files to `crop_seconds` (else batches are padded to their longest item).
         pad_mode: how a short crop is brought to length: "silence" (zero-pad the waveform, the paper) or
             "tile" (repeat the clip), which leaves no silent tail whose length a clustering could encode.
-        min_seconds: files shorter than this are skipped as unusable.
+        min_seconds: files shorter than this are skipped as unusable (`decar.embed.MIN_SECONDS`, 0.05 s, is
+            the shortest clip embedding accepts).
         cache_dir: folder for cached log-mel features so epochs do not re-decode audio (None: no cache).
         num_workers: DataLoader worker processes (each decodes and featurises audio on one thread).
         max_files: use at most this many files (None: all), handy for smoke runs.

@@ -43,6 +43,9 @@ class Window:
     frames: int
 
 
+MIN_SECONDS = 0.05
+"""Shortest clip embedded: what pretraining accepts by default (`data.min_seconds`), so a file usable by one is
+usable by the other."""
 MAX_PEAK = 1e4
 """Largest sample magnitude accepted: float audio lives in [-1, 1]; far beyond it is unscaled integer audio."""
 RATE_RANGE = (1000, 768_000)
@@ -237,7 +240,7 @@ class AudioEncoder(nn.Module):
             if sample_rate is not None:
                 raise ValueError("sample_rate applies to waveforms; audio files are read at their own rate")
             paths = [audio] if isinstance(audio, str | Path) else list(audio)
-            return [load_audio(path, self.sample_rate) for path in paths]
+            return self._prepare([load_audio(path, self.sample_rate) for path in paths], None)
         if isinstance(audio, torch.Tensor | np.ndarray):
             array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
             if array.ndim not in (1, 2):
@@ -262,6 +265,8 @@ class AudioEncoder(nn.Module):
                 raise ValueError(
                     f"clip {i} peaks at {peak:.3g}; audio must be float in [-1, 1] (int16: divide by 32768)"
                 )
+            if item.size < MIN_SECONDS * rate:
+                raise ValueError(f"clip {i} is too short ({item.size / rate:.4f} s < {MIN_SECONDS} s)")
             clip = item.astype(np.float32, copy=False)
             if rate != self.sample_rate:
                 clip = soxr.resample(clip, rate, self.sample_rate, quality="HQ").astype(np.float32)

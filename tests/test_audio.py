@@ -278,3 +278,15 @@ def test_list_errors_are_clear(tmp_path: Path) -> None:
 
 def test_single_audio_file_lists_itself(mono_wav: tuple[Path, np.ndarray]) -> None:
     assert list_audio_files(mono_wav[0]) == [mono_wav[0]]
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_wav_cut_off_midway_is_reported_as_truncated(tmp_path: Path, subtype: str) -> None:
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros(16000, dtype=np.float32), 16000, subtype=subtype)
+    cut = tmp_path / "cut.wav"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert audio_info(whole).duration_s == pytest.approx(1.0)
+    with pytest.raises(AudioError, match=r"cut\.wav.*truncated: its header declares 1\.000 s, the file holds 0\.4"):
+        load_audio(cut, 16000)

@@ -94,7 +94,36 @@ def _open(path: Path) -> sf.SoundFile:
     if handle.frames <= 0:
         handle.close()
         raise AudioError(path, "contains no audio frames")
+    declared = _declared_wav_frames(path) if handle.format in ("WAV", "WAVEX") else None
+    if declared is not None and declared > handle.frames:
+        frames, rate = handle.frames, handle.samplerate
+        handle.close()
+        raise AudioError(
+            path, f"truncated: its header declares {declared / rate:.3f} s, the file holds {frames / rate:.3f} s"
+        )
     return handle
+
+
+def _declared_wav_frames(path: Path) -> int | None:
+    """Frames the RIFF header's data chunk declares (None when unknown: a streamed size of 0 or 0xFFFFFFFF).
+
+    libsndfile quietly reads what a truncated WAV still holds; comparing with the header catches a copy or a
+    download that stopped midway. Written here because no reader reports it.
+    """
+    with path.open("rb") as handle:
+        header = handle.read(1 << 16)
+    if header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
+        return None
+    block_align, position = 0, 12
+    while position + 8 <= len(header):
+        chunk, size = header[position : position + 4], int.from_bytes(header[position + 4 : position + 8], "little")
+        if chunk == b"fmt " and position + 22 <= len(header):
+            block_align = int.from_bytes(header[position + 20 : position + 22], "little")
+        if chunk == b"data":
+            unknown = size in (0, 0xFFFFFFFF) or block_align == 0 or header[:4] == b"RF64"
+            return None if unknown else size // block_align
+        position += 8 + size + (size & 1)
+    return None
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:

@@ -266,10 +266,6 @@ def test_list_errors_are_clear(tmp_path: Path) -> None:
     comments_only.write_text("# nothing\n\n")
     with pytest.raises(ValueError, match="lists no audio files"):
         list_audio_files(comments_only)
-    dangling = tmp_path / "dangling.txt"
-    dangling.write_text("# header\nmissing.wav\n")
-    with pytest.raises(FileNotFoundError, match=r"line 2: .*missing\.wav' does not exist"):
-        list_audio_files(dangling)
     binary = tmp_path / "binary.lst"
     binary.write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(ValueError, match="not a UTF-8 text file"):
@@ -290,3 +286,14 @@ def test_a_wav_cut_off_midway_is_reported_as_truncated(tmp_path: Path, subtype: 
     assert audio_info(whole).duration_s == pytest.approx(1.0)
     with pytest.raises(AudioError, match=r"cut\.wav.*truncated: its header declares 1\.000 s, the file holds 0\.4"):
         load_audio(cut, 16000)
+
+
+def test_a_missing_list_entry_is_kept_for_the_command_to_report(
+    tmp_path: Path, mono_wav: tuple[Path, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"# header\nmissing.wav\n{mono_wav[0]}\n")
+    assert list_audio_files(listed) == [tmp_path / "missing.wav", mono_wav[0]]  # one bad line stops nothing
+    assert "line 2: " in caplog.text and "missing.wav' does not exist" in caplog.text
+    with pytest.raises(AudioError, match=r"missing\.wav.*does not exist"):
+        audio_info(tmp_path / "missing.wav")

@@ -6,6 +6,7 @@ clip among thousands is found from the message alone instead of from a libsndfil
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ MAX_SAMPLE_RATE_HZ = 384_000
 MAX_PLAUSIBLE_AMPLITUDE = 1e3
 """Peak |sample| above which a float file is taken as corrupt or mis-scaled (full scale is 1.0)."""
 
+log = logging.getLogger(__name__)
 _DECODE_ERRORS = (sf.SoundFileError, RuntimeError, OSError)
 
 
@@ -250,9 +252,9 @@ def _read_list_file(list_file: Path) -> list[Path]:
         path = Path(entry).expanduser()
         if not path.is_absolute():
             path = base / path
-        if not path.is_file():
+        if not path.is_file():  # kept: the command reports it with the other bad files instead of stopping
             problem = "is not a file" if path.exists() else "does not exist"
-            raise FileNotFoundError(f"audio list '{list_file}' line {line_number}: '{path}' {problem}")
+            log.warning("audio list '%s' line %d: '%s' %s", list_file, line_number, path, problem)
         paths.append(path)
     return paths
 

@@ -446,3 +446,15 @@ def test_a_stopped_evaluation_resumes_with_its_finished_tasks(
     for name, entry in reference["tasks"].items():
         assert resumed["tasks"][name]["mean"] == entry["mean"] and resumed["tasks"][name]["ci95"] == entry["ci95"]
     assert not (tmp_path / "out" / ".partial").exists()
+
+
+def test_confusion_plots_say_which_seed_and_the_score(
+    tasks: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decar.evaluate import report
+
+    titles: list[str] = []
+    monkeypatch.setattr(report, "plot_confusion", lambda matrix, vocabulary, path, title: titles.append(title))
+    results = evaluate("logmel-stats", [str(tasks["split"])], tmp_path / "out", seeds=2, progress=False)
+    [(name, entry)] = results["tasks"].items()
+    assert titles == [f"{name}: test confusion (seed 0); top1_acc {entry['mean']:.3f} over all seeds"]

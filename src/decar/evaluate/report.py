@@ -84,7 +84,10 @@ def write_results(
         task = results["tasks"][name]
         stem = file_stem(name)
         _write_confusion_csv(matrix, task["vocabulary"], out_dir / f"confusion_{stem}.csv")
-        plot_confusion(matrix, task["vocabulary"], out_dir / f"confusion_{stem}.png", title=f"{name}: test confusion")
+        seed, folds = results["seeds"][0], len(task.get("per_fold") or [None])
+        where = f"seed {seed}" + (f", {folds} folds summed" if folds > 1 else "")
+        title = f"{name}: test confusion ({where}); {task['primary_metric']} {task['mean']:.3f} over all seeds"
+        plot_confusion(matrix, task["vocabulary"], out_dir / f"confusion_{stem}.png", title=title)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", results_markdown(results))
 
@@ -353,7 +356,8 @@ def _plot_compare(runs: list[dict[str, Any]], labels: list[str], tasks: list[str
         mark = f" {DAGGER}" if run["selection"] == "test" else ""
         ax.bar(x + (i - (len(runs) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=label + mark)
     ax.set_xticks(x, tasks, rotation=30 if len(tasks) > 4 else 0, ha="right" if len(tasks) > 4 else "center")
-    ax.set(ylabel="primary metric (mean ± std over seeds)", ylim=(0, 1.05))
+    metrics = sorted({run["tasks"][t]["primary_metric"] for run in runs for t in tasks if t in run["tasks"]})
+    ax.set(ylabel=f"{' / '.join(metrics)} (mean ± std over seeds)", ylim=(0, 1.05))
     ax.legend(fontsize=8)
     if any(run["selection"] == "test" for run in runs):
         ax.set_title(f"{DAGGER} {TEST_SELECTED_NOTE}", fontsize=8, loc="right")

@@ -414,9 +414,9 @@ class RunningNorm(nn.Module):
         """Merge the batch into the buffers' count, mean and sum of squared deviations (`RunningMoments`)."""
         moments = RunningMoments()
         if int(self.num_batches) > 0:
-            state = torch.stack([self.count, self.running_mean, self.running_m2]).double().cpu()
+            state = torch.stack([self.count, self.running_mean, self.running_m2]).double()
             moments = RunningMoments.from_tensor(state)
-        count, mean, m2 = moments.update(x.cpu()).as_tensor().to(self.count)
+        count, mean, m2 = moments.update(x).as_tensor().to(self.count)
         self.count.copy_(count)
         self.running_mean.copy_(mean)
         self.running_m2.copy_(m2)

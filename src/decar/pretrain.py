@@ -229,7 +229,7 @@ class Trainer:
             )
         self.objective.load_state_dict(checkpoint["objective"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self._build_augment(*checkpoint["frontend_stats"].values())
+        self._build_augment(checkpoint["frontend_stats"]["std"])
         assert self.augment is not None
         self.augment.load_state_dict(checkpoint["augment"])
         self.levels = checkpoint["levels"].clone()
@@ -258,9 +258,8 @@ class Trainer:
         if self.info.is_main:
             log.info("resumed %s at epoch %d, step %d", self.out_dir, self.state.epoch, self.state.step)
 
-    def _build_augment(self, mean: float, std: float) -> None:
-        """The augmentations, on the device; one dB of gain moves the normalised log-mel by this much."""
-        del mean
+    def _build_augment(self, std: float) -> None:
+        """The augmentations, on the device; one dB of gain moves the log-mel normalised by `std` this much."""
         per_db = self.cfg.frontend.power * math.log(10) / 20 / std
         self.augment = build_augmentation(self.cfg.augment, per_db).to(self.device).train()
 
@@ -283,7 +282,7 @@ class Trainer:
         if self.info.is_main and self.state.history:  # a run killed between checkpoint and log gets its log back
             self._write_log()
         if self.augment is None:
-            self._build_augment(self.norm_mean, self.norm_std)
+            self._build_augment(self.norm_std)
         with self._progress() as progress:
             self.progress = progress
             while self.state.epoch < self.cfg.optim.epochs and not self._out_of_time():
@@ -434,6 +433,11 @@ class Trainer:
         all_idx = dist.all_gather_rows(local_idx, info).cpu()
         all_feat = dist.all_gather_rows(local_feat, info).cpu()
         order = torch.argsort(all_idx)
+        # Files that failed on another rank were logged there; count them here too.
+        missing = torch.ones(len(self.files), dtype=torch.bool)
+        missing[all_idx] = False
+        elsewhere = torch.nonzero(missing).flatten().tolist()
+        self._record_failures([(i, "could not be decoded (reported by another process)") for i in elsewhere])
         self.state.epoch_totals["seconds_extra_pass"] += time.perf_counter() - t0
         return all_idx[order], all_feat[order]
 

@@ -68,9 +68,10 @@ def test_short_files_can_be_tiled_instead_and_keep_their_own_level(tmp_path: Pat
 
 def test_bad_files_are_reported_not_raised(tmp_path: Path, files: list[Path]) -> None:
     bad = write_bad_files(tmp_path)
-    good, rejected = scan_files([*files, *bad.values()], min_seconds=0.05)
+    good, rejected, durations = scan_files([*files, *bad.values()], min_seconds=0.05)
     assert good == [*files, bad["nan"]]  # headers cannot reveal NaN samples; decoding does
     assert set(rejected) == {str(bad["empty"]), str(bad["corrupt"]), str(bad["zero_frames"])}
+    assert durations[: len(files)] == pytest.approx([2.0] * len(files), abs=1e-3)  # the kept files', from headers
     crops = _crops([bad["nan"]])
     example = crops[(0, 0)]
     assert example.logmel is None and "non-finite" in example.error

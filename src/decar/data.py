@@ -50,17 +50,12 @@ class Batch:
     levels: torch.Tensor | None = None
 
 
-def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str]]:
-    """Keep files whose header reads and that are long enough; return them and {path: reason} for the rest.
+def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str], list[float]]:
+    """Keep files whose header reads and that are long enough: them, {path: reason} for the rest, and the kept
+    files' durations in seconds.
 
     Only headers are read, so this is fast; files that fail later on decoding are caught in `__getitem__`.
     """
-    good, bad, _durations = scan_durations(paths, min_seconds)
-    return good, bad
-
-
-def scan_durations(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], dict[str, str], list[float]]:
-    """:func:`scan_files`, plus the duration in seconds of every kept file (from its header)."""
     good, bad, durations = [], {}, []
     for path in paths:
         try:
@@ -221,14 +216,9 @@ class BatchCollator:
         return Batch(stacked[:, None], indices, failures, levels)
 
 
-def _mix(*keys: int) -> int:
-    """Hash integer keys into one 63-bit seed (torch.Generator takes a single integer)."""
-    return int(seeded_rng(*keys).integers(0, 2**63 - 1))
-
-
 def step_seed(*keys: int) -> int:
-    """Public alias used by the training loop to seed dropout per (seed, epoch, step)."""
-    return _mix(*keys)
+    """Hash integer keys (seed, epoch, step, ...) into one 63-bit seed: torch.Generator takes a single integer."""
+    return int(seeded_rng(*keys).integers(0, 2**63 - 1))
 
 
 def worker_init(_: int) -> None:

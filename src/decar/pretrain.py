@@ -36,7 +36,7 @@ from decar.augment import build_augmentation
 from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
 from decar.cluster import cluster_size_stats, nmi
 from decar.config import DecarConfig
-from decar.data import AudioCrops, Batch, BatchCollator, scan_durations, step_seed, worker_init
+from decar.data import AudioCrops, Batch, BatchCollator, scan_files, step_seed, worker_init
 from decar.models import create_model
 from decar.models.batchnorm import recalibrate_batchnorm
 from decar.moments import RunningMoments
@@ -194,7 +194,7 @@ class Trainer:
         paths = list_audio_files(data)
         if self.cfg.data.max_files is not None:
             paths = paths[: self.cfg.data.max_files]
-        good, bad, durations = scan_durations(paths, self.cfg.data.min_seconds)
+        good, bad, durations = scan_files(paths, self.cfg.data.min_seconds)
         if self.info.is_main:
             for path, reason in bad.items():
                 log.warning("skipping %s: %s", path, reason)

@@ -136,10 +136,8 @@ def objective_config_class(name: str) -> type:
 
 def create_objective(name: str, config: Any, encoder: nn.Module, num_samples: int) -> Objective:
     """Build objective ``name`` around ``encoder`` for a corpus of ``num_samples`` clips."""
-    cls = _REGISTRY[name][0] if name in _REGISTRY else None
-    if cls is None:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(list_objectives())}")
-    config_class = objective_config_class(name)
+    config_class = objective_config_class(name)  # KeyError naming the known methods
+    cls = _REGISTRY[name][0]
     if not isinstance(config, config_class):
         raise TypeError(f"method {name!r} takes a {config_class.__name__}, got {type(config).__name__}")
     return cls(config, encoder, num_samples)

@@ -169,7 +169,7 @@ def test_each_method_learns_on_generated_audio(method: str, corpus: Path, tmp_pa
     losses = [record["loss"] for record in records]
     assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
     assert records[-1]["loss_chance"] == pytest.approx(math.log(8))
-    for key in ("nmi_prev", "nmi_duration", "nmi_level", "assignment_entropy", "share_clustering", "clusters_empty"):
+    for key in ("nmi_prev", "ami_duration", "ami_level", "assignment_entropy", "share_clustering", "clusters_empty"):
         assert records[-1][key] is not None, key
     assert summary["method"] == method and summary["files_used"] == 64
 
@@ -182,8 +182,9 @@ def test_each_method_finds_planted_pitches(method: str, tones: tuple[Path, list[
     and random resize crop (which rescales the frequency axis, i.e. shifts pitch) change this toy's very label,
     so they are off here; they are tested on their own above.
 
-    Online clustering gets more epochs (its targets come from the previous visit) and a lower bar: measured,
-    it reaches 0.66-0.96 on this toy depending on the encoder's width, not yet the 0.8 the others clear."""
+    Online clustering gets more epochs and a lower bar: its centroids never restart from the improved
+    features as a per-epoch k-means does, and measured, it reaches 0.71-0.83 on this toy over seeds and
+    settings (the variants tried are listed in its module), not reliably the 0.8 the others clear."""
     folder, labels = tones
     epochs = 8 if method == "online" else 3
     overrides = [f"optim.epochs={epochs}", "num_threads=1", "augment.mixup.enabled=false"]
@@ -192,6 +193,30 @@ def test_each_method_finds_planted_pitches(method: str, tones: tuple[Path, list[
     fit(load_config(CONFIGS / TINY[method], overrides), folder, tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["objective"]
     assert nmi(state["labels0" if method == "dcv2" else "labels"], labels) >= (0.6 if method == "online" else 0.8)
+
+
+class _StubEncoder(torch.nn.Module):
+    embed_dim = 6
+
+
+def _online_steps(info: dist.DistInfo, steps: int = 3, clips: int = 8) -> dict[str, torch.Tensor]:
+    """Three steps of online clustering on this process's share of fixed inputs, through a fixed map (no
+    BatchNorm, whose per-process statistics differ by design): its losses and the state it keeps."""
+    from decar.objectives.online import OnlineConfig
+
+    config = OnlineConfig(hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=12, centroid_decay=0.5)
+    objective = create_objective("online", config, _StubEncoder(), num_samples=steps * clips)
+    objective.attach(info)
+    weight = torch.randn(5, 4, generator=torch.Generator().manual_seed(7))
+    inputs = torch.randn(steps, 2, clips, 5, generator=torch.Generator().manual_seed(8))
+    share = slice(info.rank * clips // info.world_size, (info.rank + 1) * clips // info.world_size)
+    losses = []
+    for step in range(steps):
+        x = torch.cat([inputs[step, 0, share], inputs[step, 1, share]])
+        indices = torch.arange(step * clips, (step + 1) * clips)[share]
+        losses.append(objective(lambda rows: F.normalize(rows @ weight, dim=1), x, indices)["loss"])
+    state = objective.state_dict()
+    return {"loss": torch.stack(losses), **{f"online.{k}": state[k] for k in ("centroids", "labels", "queue")}}
 
 
 def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
@@ -210,8 +235,10 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) ->
         centroids, counts = ema_centroids(
             F.normalize(torch.eye(3, 4), dim=1), features[rank::world], members[rank::world], 0.5, group
         )
+        online = _online_steps(dist.DistInfo(rank, world, rank, torch.device("cpu")))
         torch.save(
-            {"kmeans": result.assignments, "centres": result.centroids, "codes": codes, "ema": centroids, "n": counts},
+            {"kmeans": result.assignments, "centres": result.centroids, "codes": codes, "ema": centroids, "n": counts}
+            | online,
             f"{out_file}.{rank}",
         )
     finally:
@@ -238,6 +265,11 @@ def test_collective_math_over_two_processes_matches_one(tmp_path: Path) -> None:
     for part in parts:
         torch.testing.assert_close(part["ema"], centroids)
         assert torch.equal(part["n"], counts)
+    online = _online_steps(dist.DistInfo(0, 1, 0, torch.device("cpu")))
+    torch.testing.assert_close((parts[0]["loss"] + parts[1]["loss"]) / 2, online["loss"])  # DDP averages ranks
+    for part in parts:
+        for key in ("online.centroids", "online.labels", "online.queue"):
+            torch.testing.assert_close(part[key], online[key], msg=key)
 
 
 @pytest.mark.slow

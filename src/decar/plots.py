@@ -30,15 +30,16 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Non
     ax.legend()
     ax = axes[0, 1]
     for key, label, color in (
-        ("nmi_prev", "with previous epoch", "tab:green"),
-        ("nmi_duration", "with clip duration (shortcut)", "tab:red"),
-        ("nmi_level", "with clip level (shortcut)", "tab:orange"),
+        ("nmi_prev", "NMI with previous epoch", "tab:green"),
+        ("ami_duration", "AMI with clip duration (shortcut)", "tab:red"),
+        ("ami_level", "AMI with clip level (shortcut)", "tab:orange"),
     ):
         points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", color=color, label=label)
-    ax.set(title="NMI of the assignments", xlabel="epoch", ylim=(0, 1.02))
-    ax.legend()
+    ax.set(title="what the assignments encode", xlabel="epoch", ylim=(0, 1.02))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax = axes[1, 0]
     for key, style in (("clusters_max", "-"), ("clusters_median", "--"), ("clusters_min", ":")):
         points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]

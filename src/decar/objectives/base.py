@@ -5,7 +5,8 @@ the order in which it wants the samples, and its loss. The loop (:mod:`decar.pre
 
 1. ``start_epoch(ctx)`` before an epoch's first step (cluster, reset heads, fill a memory bank);
 2. ``sample_order(epoch, count, generator)`` for the epoch's sample indices (all ranks, same order);
-3. ``forward(network, x, indices)`` each step, with ``network`` the (possibly DDP-wrapped) ``self.network``;
+3. ``forward(network, x, indices)`` each step, with ``network`` the (possibly DDP-wrapped) ``self.network``
+   and ``x`` the batch's ``views`` augmented views of every crop, stacked view after view;
 4. ``assignments()`` and ``health()`` after each epoch, for the log.
 
 ``self.network`` (encoder + trainable head) is what backpropagation and DDP see; everything else the objective
@@ -58,6 +59,8 @@ class Objective(nn.Module):
     """Base class of pretraining methods; see the module docstring for the hooks."""
 
     name: ClassVar[str]
+    views: ClassVar[int] = 1
+    """Augmented views of each crop that ``forward`` receives (the augmentations run once per view)."""
 
     def __init__(self, network: nn.Module, num_samples: int) -> None:
         super().__init__()

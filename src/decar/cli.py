@@ -147,6 +147,14 @@ def embed(
         str, typer.Option(help="fp32, or bf16 autocast (faster on GPUs and CPUs with bf16 units; cosine > 0.99).")
     ] = "fp32",
     channels_last: Annotated[bool, typer.Option(help="Channels-last convolutions (faster on CPU).")] = True,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="npy: one file per input only; npz or parquet: also one table OUT/embeddings.<format> of "
+            "(file, embedding) for the whole folder (clip embeddings; parquet needs pyarrow).",
+        ),
+    ] = "npy",
 ) -> None:
     """Embed audio files to one output each, listed in OUT/manifest.csv.
 
@@ -160,8 +168,18 @@ def embed(
     from decar.extract import extract_embeddings
 
     try:
+        if output_format not in ("npy", "npz", "parquet"):
+            raise ValueError(f"--format {output_format!r}: choose npy, npz or parquet")
         encoder = decar.load(model, device=device, precision=precision, channels_last=channels_last)
-        summary = extract_embeddings(inputs, out, encoder, frames=frames, batch_size=batch_size, overwrite=overwrite)
+        summary = extract_embeddings(
+            inputs,
+            out,
+            encoder,
+            frames=frames,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            table=None if output_format == "npy" else output_format,
+        )
     except NoBundledModelError:
         _fail(
             RuntimeError(
@@ -212,7 +230,6 @@ def _task_spec_help() -> str:
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_SPEC_HELP)],
     task: Annotated[list[str], typer.Option("--task", "-t", help=_task_spec_help())],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Results folder: results.json, results.md, confusion_*.png.")
@@ -233,6 +250,14 @@ def evaluate_command(
     ] = None,
     device: Annotated[str, typer.Option(help="Where the model runs (and is fine-tuned): cpu, cuda, mps.")] = "cpu",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_SPEC_HELP)] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help="Probe embeddings computed before instead of a model: a `decar embed` folder or an .npz/.parquet "
+            "table of (file, embedding), e.g. from another toolkit. Same as --model embeddings:PATH."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model on downstream tasks: embed once, fit a probe per seed, report mean ± std and a 95 % CI.
 
@@ -243,8 +268,11 @@ def evaluate_command(
     from decar.evaluate.runner import evaluate
 
     _setup_logging(verbose)
+    if (model is None) == (embeddings is None):
+        _fail(ValueError("give a model (--model) or precomputed embeddings (--embeddings), one of the two"))
+    spec = model if model is not None else f"embeddings:{embeddings}"
     try:
-        evaluate(model, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
+        evaluate(spec, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
     except USER_ERRORS as err:  # TaskError is a ValueError
         _fail(err)
 

@@ -45,6 +45,7 @@ from decar._lock import output_lock
 from decar.audio import AudioError, list_audio_files, load_audio
 from decar.embed import AudioEncoder
 from decar.fingerprint import model_fingerprint
+from decar.tables import TABLE_FORMATS, folder_table
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("input", "output", "status", "duration_s", "shape", "model", "error")
@@ -87,6 +88,7 @@ class ExtractionSummary:
         failed: (audio file, reason) of every file that could not be embedded.
         audio_seconds: Audio embedded in this run (skipped files excluded).
         wall_seconds: Duration of the run.
+        table_path: the table of every clip embedding in the folder, when one was asked for.
     """
 
     out_dir: Path
@@ -96,6 +98,7 @@ class ExtractionSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    table_path: Path | None = None
 
     @property
     def realtime_factor(self) -> float:
@@ -114,6 +117,8 @@ class ExtractionSummary:
         table.add_row("wall time", f"{self.wall_seconds:.1f} s")
         table.add_row("speed", f"{self.realtime_factor:.0f}× real time")
         table.add_row("manifest", escape(str(self.manifest)))
+        if self.table_path is not None:
+            table.add_row("table", escape(str(self.table_path)))
         for path, reason in self.failed[:MAX_FAILED_SHOWN]:
             table.add_row("[red]failed[/]", escape(f"{path}: {reason}"))
         if len(self.failed) > MAX_FAILED_SHOWN:
@@ -328,6 +333,7 @@ def extract_embeddings(
     batch_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
+    table: str | None = None,
 ) -> ExtractionSummary:
     """Embed every audio file the inputs name into `out_dir` (layout and manifest: see the module docstring).
 
@@ -339,6 +345,8 @@ def extract_embeddings(
         batch_size: Windows per forward pass; several files are embedded together to fill it.
         progress: Show a progress bar and a final summary table on stderr.
         overwrite: Recompute existing outputs, even those written by another model.
+        table: also gather every clip embedding of the folder into one table, ``out_dir/embeddings.npz`` or
+            ``.parquet`` (:mod:`decar.tables`), rewritten at the end of each run.
 
     Returns:
         Counts, audio duration, wall time and the failed files with their reasons.
@@ -351,8 +359,12 @@ def extract_embeddings(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if table is not None and table not in TABLE_FORMATS:
+        raise ValueError(f"unknown table format {table!r}; choose from {', '.join(TABLE_FORMATS)}")
+    if table is not None and frames:
+        raise ValueError("a table holds one embedding per file: write frame embeddings as .npz files (no table)")
     with output_lock(out_dir, "decar embed"):
-        return _extract(inputs, Path(out_dir), model, frames, batch_size, progress, overwrite)
+        return _extract(inputs, Path(out_dir), model, frames, batch_size, progress, overwrite, table)
 
 
 def _extract(
@@ -363,6 +375,7 @@ def _extract(
     batch_size: int,
     progress: bool,
     overwrite: bool,
+    table: str | None,
 ) -> ExtractionSummary:
     start = time.perf_counter()
     jobs = [_Job(audio, output) for audio, output in plan_outputs(inputs, frames)]
@@ -391,6 +404,8 @@ def _extract(
     finally:
         extractor.save_manifest(force=True)
         summary.wall_seconds = time.perf_counter() - start
+    if table is not None and summary.ok + summary.skipped_existing:
+        summary.table_path = folder_table(out_dir, table)
     if progress:
         console.print(summary.table())
     return summary

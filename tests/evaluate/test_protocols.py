@@ -319,6 +319,24 @@ def test_deterministic_probes_ignore_the_seed(overlapping: dict, protocol: str) 
     assert len(results) == 2 and results[0].test_metrics == results[1].test_metrics
 
 
+@pytest.mark.parametrize("protocol", ["linear", "evar-linear", "paper"])
+def test_probe_fits_are_reported_one_per_seed(overlapping: dict, protocol: str) -> None:
+    fitted: list[int] = []
+    run_seeds(
+        protocol,
+        overlapping["train"],
+        overlapping["valid"],
+        *overlapping["test"],
+        C,
+        False,
+        [0, 1, 2],
+        None,
+        fitted.append,
+    )
+    assert sum(fitted) == 3  # a deterministic probe is fitted once and counts for every seed
+    assert len(fitted) == (1 if protocol == "linear" else 3)
+
+
 def test_hear_mlp_grid_is_chosen_on_validation() -> None:
     # XOR of the first two dimensions (plus noise dimensions): no linear probe beats chance, an MLP does.
     rng = np.random.default_rng(11)
@@ -431,7 +449,19 @@ def clips(count: int, seconds: float, seed: int) -> tuple[list[np.ndarray], np.n
 def test_finetune_learns_and_leaves_the_model_alone(encoder: decar.AudioEncoder) -> None:
     before = {name: value.clone() for name, value in encoder.state_dict().items()}
     config = ProbeConfig(epochs=8, patience=8, lr=1e-2, batch_size=8)
-    tuned = finetune(encoder, clips(8, 0.5, 0), clips(4, 0.5, 1), 2, False, 0, config, encoder_lr=1e-3)
+    reported: list[tuple[int, float]] = []
+    tuned = finetune(
+        encoder,
+        clips(8, 0.5, 0),
+        clips(4, 0.5, 1),
+        2,
+        False,
+        0,
+        config,
+        encoder_lr=1e-3,
+        on_epoch=lambda *r: reported.append(r),
+    )
+    assert reported == [(h["epoch"], h["valid_top1_acc"]) for h in tuned.history]  # what a progress bar shows
 
     losses = [h["train_loss"] for h in tuned.history]
     assert losses[-1] < losses[0]

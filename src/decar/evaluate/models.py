@@ -16,6 +16,8 @@
   1.5 × `BYOLA_WINDOW_SECONDS` (10 s; the clips of BYOL-A's benchmarks are shorter) are cut into windows of that
   length whose embeddings are averaged weighted by duration, as decar does for its own encoders.
 - ``hear:<module>[:<model file>]``: any module implementing the HEAR API, through `get_scene_embeddings`.
+- ``embeddings:<folder | table>``: embeddings computed elsewhere, one per audio file: a `decar embed` output
+  folder or an ``.npz`` / ``.parquet`` table (:mod:`decar.tables`), looked up by the clip's resolved path.
 
 Every model has a `fingerprint`: a hash of everything that determines its embeddings (weights, frontend, fitted
 statistics, embedding procedure, decar version), so that cached embeddings are reused exactly when valid.
@@ -37,11 +39,13 @@ import torch
 import decar
 from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
 from decar.embed import AudioEncoder
+from decar.evaluate.tasks.base import Clip
 from decar.fingerprint import content_digest, model_fingerprint
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
 from decar.models import create_model, load_byola_weights
 from decar.models.batchnorm import recalibrate_batchnorm
 from decar.moments import RunningMoments
+from decar.tables import read_embeddings
 
 SPEC_FORMS = (
     "<checkpoint.pt | encoder.safetensors>",
@@ -49,6 +53,7 @@ SPEC_FORMS = (
     "logmel-stats",
     "byola:<weights.pth>",
     "hear:<python.module>[:<model file>]",
+    "embeddings:<decar embed folder | table.npz | table.parquet>",
 )
 """The model specs `load_eval_model` accepts, for help texts and error messages."""
 
@@ -256,6 +261,60 @@ class LogMelStatsModel(EvalModel):
         return torch.cat([per_bin.mean, per_bin.std()]).numpy()
 
 
+class PrecomputedEmbeddings(EvalModel):
+    """Embeddings read from a folder or table instead of computed: one per audio file, found by resolved path."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.vectors, self.failed = read_embeddings(source)
+        if not self.vectors:
+            raise ValueError(f"{source}: holds no embedding")
+        dims = {len(vector) for vector in self.vectors.values()}
+        if len(dims) > 1:
+            raise ValueError(f"{source}: embeddings of different sizes {sorted(dims)}")
+        self.name = f"embeddings ({_short(source)})"
+        self.embed_dim = dims.pop()
+        self.sample_rate = 16000  # unused: nothing is decoded
+        rows = sorted(self.vectors)
+        self.fingerprint = _digest(
+            {"kind": "embeddings", "files": [str(p) for p in rows]}
+            | {"sha256": hashlib.sha256(np.stack([self.vectors[p] for p in rows]).tobytes()).hexdigest()}
+        )
+
+    def lookup(self, clips: list[Clip]) -> tuple[dict[Clip, np.ndarray], list[tuple[Clip, str]]]:
+        """Each whole-file clip's vector, and the clips whose file `decar embed` failed on, with its reason.
+
+        Raises:
+            ValueError: a clip is a segment of its file (start or duration set), which a per-file vector cannot
+                stand for; or clips whose file the source does not list at all (embeddings of other files).
+        """
+        found: dict[Clip, np.ndarray] = {}
+        failed: list[tuple[Clip, str]] = []
+        absent: list[Clip] = []
+        for clip in clips:
+            if clip.start_s or clip.duration_s is not None:
+                raise ValueError(
+                    f"{clip.path}: the task scores a segment ({clip.start_s} s, {clip.duration_s} s) of this file, "
+                    "and precomputed embeddings hold one vector per whole file"
+                )
+            path = clip.path.resolve()
+            if path in self.vectors:
+                found[clip] = self.vectors[path]
+            elif path in self.failed:
+                failed.append((clip, self.failed[path]))
+            else:
+                absent.append(clip)
+        if absent:
+            raise ValueError(
+                f"{self.source}: no embedding for {len(absent)} of {len(clips)} clips, e.g. {absent[0].path}; "
+                "embed every file of the task (decar embed TASK_FOLDER -o OUT) and pass OUT"
+            )
+        return found, failed
+
+    def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        raise TypeError("precomputed embeddings are looked up by file (lookup), not computed from waveforms")
+
+
 class HearEvalModel(EvalModel):
     """A HEAR 2021 module: `load_model(file)` once, then `get_scene_embeddings` on equal-length batches.
 
@@ -341,6 +400,8 @@ def load_eval_model(spec: str, device: str = "cpu") -> EvalModel:
         if not module_name:
             raise ValueError(f"model spec {spec!r}: name the HEAR module, e.g. hear:decar.hear:<checkpoint.pt>")
         return HearEvalModel(module_name, model_file, device)
+    if sep and kind == "embeddings":
+        return PrecomputedEmbeddings(Path(rest).expanduser())
     path = Path(spec).expanduser()
     if path.suffix in (".pt", ".safetensors"):
         encoder = decar.load(path, device=device)

@@ -452,8 +452,12 @@ def run_seeds(
     multilabel: bool,
     seeds: list[int],
     config: Config | None = None,
+    on_fitted: Callable[[int], None] | None = None,
 ) -> list[ProbeResult]:
     """One result per seed (probe randomness; report mean ± std over them).
+
+    ``on_fitted(n)`` is called as the fits progress, n seeds at a time (all of them at once for a deterministic
+    protocol), e.g. to advance a progress bar.
 
     Probes are fitted and selected first (`fit_probe`), then scored. A deterministic protocol ("linear",
     "knn") is fitted once and its result repeated for every seed. For "paper", `valid` is unused and each seed
@@ -461,18 +465,22 @@ def run_seeds(
     """
     if not seeds:
         raise ValueError("give at least one seed")
-    if protocol == "paper":
-        if config is not None:
-            raise ValueError("the paper protocol has a fixed recipe; config cannot change it")
-        return [fit_paper_protocol(train, (test_embeddings, test_labels), num_classes, multilabel, s) for s in seeds]
+    if protocol == "paper" and config is not None:
+        raise ValueError("the paper protocol has a fixed recipe; config cannot change it")
+    report = on_fitted or (lambda _n: None)
 
-    def fitted(seed: int) -> ProbeResult:
-        probe = fit_probe(protocol, train, valid, test_embeddings, num_classes, multilabel, seed, config)
-        return score_probe(probe, test_labels)
+    def fitted(seed: int, count: int) -> ProbeResult:
+        if protocol == "paper":
+            result = fit_paper_protocol(train, (test_embeddings, test_labels), num_classes, multilabel, seed)
+        else:
+            probe = fit_probe(protocol, train, valid, test_embeddings, num_classes, multilabel, seed, config)
+            result = score_probe(probe, test_labels)
+        report(count)
+        return result
 
-    if not _preset(protocol).seeded:
-        return [fitted(seeds[0])] * len(seeds)
-    return [fitted(seed) for seed in seeds]
+    if protocol != "paper" and not _preset(protocol).seeded:
+        return [fitted(seeds[0], len(seeds))] * len(seeds)
+    return [fitted(seed, 1) for seed in seeds]
 
 
 def fit_logistic_regression(
@@ -547,6 +555,7 @@ def finetune(
     config: ProbeConfig | None = None,
     encoder_lr: float = 1e-4,
     max_seconds: float = 10.0,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FinetunedModel:
     """Fine-tune a copy of `model` with a linear head; epoch selected on validation (early stopping).
 
@@ -566,6 +575,7 @@ def finetune(
         config: head and schedule (default: `FINETUNE_CONFIG`); `hidden` adds MLP layers to the head.
         encoder_lr: learning rate of the encoder's parameters.
         max_seconds: longest training crop.
+        on_epoch: called after each epoch with (epoch, validation score), e.g. to move a progress bar.
     """
     config = FINETUNE_CONFIG if config is None else config
     if not encoder_lr > 0 or not max_seconds > 0:
@@ -621,6 +631,8 @@ def finetune(
                     f"valid_{primary}": metric,
                 }
             )
+            if on_epoch is not None:
+                on_epoch(epoch, metric)
             if (metric, -valid_loss) > best_rank:
                 best_rank, best_epoch = (metric, -valid_loss), epoch
                 best_state = {"encoder": _state_copy(encoder.encoder), "head": _state_copy(head)}

@@ -24,7 +24,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,16 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 import decar
 from decar._console import print_table
@@ -41,8 +51,8 @@ from decar._lock import output_lock
 from decar.checkpoint import git_sha
 from decar.evaluate.cache import embed_clips, load_waveforms
 from decar.evaluate.metrics import PRIMARY_METRIC, confusion, score
-from decar.evaluate.models import EvalModel, load_eval_model
-from decar.evaluate.protocols import PROTOCOLS, finetune, run_seeds
+from decar.evaluate.models import EvalModel, PrecomputedEmbeddings, load_eval_model
+from decar.evaluate.protocols import FINETUNE_CONFIG, PROTOCOLS, finetune, run_seeds
 from decar.evaluate.report import file_stem, predictions_file, summary_table, write_results
 from decar.evaluate.stats import LEVEL, RESAMPLES, SEED, FoldPredictions, bootstrap_interval
 from decar.evaluate.tasks import Clip, Split, Task, load_task
@@ -256,7 +266,9 @@ def _evaluate_task(
         for name, part in parts.items():
             counts[name] += len(part.targets)
         start = time.perf_counter()
-        runs = _run_protocol(model, protocol, parts, num_classes, task.multilabel, seeds)
+        where = f"{task.name}" + (f" {split.name}" if len(splits) > 1 else "")
+        with _fitting_progress(progress) as bar:
+            runs = _run_protocol(model, protocol, parts, num_classes, task.multilabel, seeds, ProbeProgress(bar, where))
         seconds["probe"] += time.perf_counter() - start
         fold_metrics[split.name] = [run.test_metrics for run in runs]
         probe_details += [{"seed": run.seed, "split": split.name, **run.details} for run in runs]
@@ -325,6 +337,10 @@ def _inputs(
 
     Clips that fail to decode are added to `failures` and left out.
     """
+    if isinstance(model, PrecomputedEmbeddings):
+        found, missing = model.lookup(clips)
+        failures.update(missing)
+        return found
     if train is not None:
         loaded = load_waveforms(train, model.sample_rate)
         failures.update(loaded.failures)
@@ -358,13 +374,58 @@ def _targets(clips: list[Clip], vocabulary: list[str], multilabel: bool) -> np.n
     return targets
 
 
+def _fitting_progress(enabled: bool) -> Progress:
+    """A bar for probe fitting and fine-tuning (after the embedding bar has gone: rich shows one at a time)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
+
+
+class ProbeProgress:
+    """Reports a task's probe fits (one per seed) and fine-tuning epochs on a progress bar."""
+
+    def __init__(self, bar: Progress, where: str) -> None:
+        self.bar, self.where = bar, where
+        self.task: TaskID | None = None
+
+    def seeds(self, protocol: str, count: int) -> Callable[[int], None]:
+        """Start a bar of `count` seed fits; returns the callback that advances it by n fits."""
+        self.task = self.bar.add_task(f"{self.where}: fitting {protocol} probes, one per seed", total=count)
+        return lambda n: self.bar.advance(self.task, n)
+
+    def epochs(self, seed: int, total: int) -> Callable[[int, float], None]:
+        """Start a bar of `total` fine-tuning epochs for `seed`; the callback takes (epoch, validation score)."""
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"{self.where}: fine-tuning, seed {seed}", total=total)
+
+        def report(epoch: int, metric: float) -> None:
+            description = f"{self.where}: fine-tuning, seed {seed}, valid {metric:.3f}"
+            self.bar.update(self.task, completed=epoch, description=description)
+
+        return report
+
+
 def _run_protocol(
-    model: EvalModel, protocol: str, parts: dict[str, _Part], num_classes: int, multilabel: bool, seeds: list[int]
+    model: EvalModel,
+    protocol: str,
+    parts: dict[str, _Part],
+    num_classes: int,
+    multilabel: bool,
+    seeds: list[int],
+    progress: ProbeProgress,
 ) -> list[_SeedRun]:
     """Fit the probe once per seed; test labels only score the selected probe (except in the paper protocol)."""
     train, valid, test = (parts[name] for name in PARTS)
     if protocol == "finetune":
-        return [_finetune_seed(model, parts, num_classes, multilabel, seed) for seed in seeds]
+        return [_finetune_seed(model, parts, num_classes, multilabel, seed, progress) for seed in seeds]
     probes = run_seeds(
         protocol,
         train=(train.inputs, train.targets),
@@ -374,6 +435,7 @@ def _run_protocol(
         num_classes=num_classes,
         multilabel=multilabel,
         seeds=seeds,
+        on_fitted=progress.seeds(protocol, len(seeds)),
     )
     return [
         _SeedRun(seed, probe.test_scores, _floats(probe.test_metrics), _details(probe))
@@ -382,7 +444,7 @@ def _run_protocol(
 
 
 def _finetune_seed(
-    model: EvalModel, parts: dict[str, _Part], num_classes: int, multilabel: bool, seed: int
+    model: EvalModel, parts: dict[str, _Part], num_classes: int, multilabel: bool, seed: int, progress: ProbeProgress
 ) -> _SeedRun:
     train, valid, test = (parts[name] for name in PARTS)
     tuned = finetune(
@@ -392,6 +454,7 @@ def _finetune_seed(
         num_classes=num_classes,
         multilabel=multilabel,
         seed=seed,
+        on_epoch=progress.epochs(seed, FINETUNE_CONFIG.epochs),
     )
     scores = tuned.predict(test.inputs)
     return _SeedRun(seed, scores, _floats(score(test.targets, scores, multilabel)), _details(tuned))

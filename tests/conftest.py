@@ -191,3 +191,16 @@ def paper_settings() -> dict[str, Any]:
         "time_budget_minutes": None,
         "num_threads": None,
     }
+
+
+MALFORMED_OUTCOMES: list[tuple[str, str, str]] = []
+"""(input, command, outcome) rows that tests/test_malformed.py records, printed at the end of the run."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The malformed-input table: what each command did with each deliberately broken or unusual input."""
+    if not MALFORMED_OUTCOMES:
+        return
+    terminalreporter.section("malformed inputs: input | command | outcome")
+    for name, command, outcome in sorted(MALFORMED_OUTCOMES):
+        terminalreporter.write_line(f"{name!r} | {command} | {outcome}")

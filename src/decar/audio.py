@@ -68,7 +68,11 @@ class AudioInfo:
 def _check_readable_file(path: Path) -> None:
     """Raise AudioError for the problems visible without decoding: missing, not a file, zero bytes."""
     if not path.exists():
+        if path.is_symlink():
+            raise AudioError(path, f"broken symbolic link: its target '{os.readlink(path)}' does not exist")
         raise AudioError(path, "file does not exist")
+    if path.is_dir():
+        raise AudioError(path, "a folder, not an audio file")
     if not path.is_file():
         raise AudioError(path, "not a regular file")
     if path.stat().st_size == 0:
@@ -228,9 +232,11 @@ def _scan_folder(folder: Path) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [name for name in dirs if not _is_hidden(name)]
+        # A folder named like audio (x.wav) is listed too, so that every command reports it rather than
+        # silently skipping it; its contents are searched like any folder's.
         found.extend(
             Path(root) / name
-            for name in files
+            for name in (*files, *dirs)
             if not _is_hidden(name) and Path(name).suffix.lower() in AUDIO_EXTENSIONS
         )
     return sorted(found)

@@ -264,6 +264,8 @@ def evaluate_command(
     Model selection uses each task's validation split (k-fold: the next fold). The 95 % CI is a bootstrap over
     test clips; per-clip predictions go to OUT/predictions/ for paired comparisons. Clips that fail to decode are
     listed in the results and left out; they never stop the run. Compare runs with `decar compare`.
+    Exit status: 0 when every clip was used, 1 when some were left out (the scores are written), 2 on an error
+    that stopped the run.
     """
     from decar.evaluate.runner import evaluate
 
@@ -272,9 +274,13 @@ def evaluate_command(
         _fail(ValueError("give a model (--model) or precomputed embeddings (--embeddings), one of the two"))
     spec = model if model is not None else f"embeddings:{embeddings}"
     try:
-        evaluate(spec, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
+        results = evaluate(spec, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
     except USER_ERRORS as err:  # TaskError is a ValueError
         _fail(err)
+    left_out = sum(len(entry.get("failures", [])) for entry in results["tasks"].values())
+    if left_out:
+        typer.echo(f"{left_out} clip(s) could not be used and were left out: see {out / 'results.json'}", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command("compare")

@@ -17,7 +17,7 @@ import soxr
 import torch
 from torch import nn
 
-from decar.audio import load_audio
+from decar.audio import AudioError, load_audio
 from decar.checkpoint import CheckpointError, load_checkpoint, validate_model_fields
 from decar.config import DecarConfig
 from decar.frontend import LogMelSpectrogram
@@ -240,7 +240,11 @@ class AudioEncoder(nn.Module):
             if sample_rate is not None:
                 raise ValueError("sample_rate applies to waveforms; audio files are read at their own rate")
             paths = [audio] if isinstance(audio, str | Path) else list(audio)
-            return self._prepare([load_audio(path, self.sample_rate) for path in paths], None)
+            clips = [load_audio(path, self.sample_rate) for path in paths]
+            for path, clip in zip(paths, clips, strict=True):
+                if clip.size < MIN_SECONDS * self.sample_rate:
+                    raise AudioError(path, f"too short ({clip.size / self.sample_rate:.3f} s < {MIN_SECONDS} s)")
+            return self._prepare(clips, None)
         if isinstance(audio, torch.Tensor | np.ndarray):
             array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
             if array.ndim not in (1, 2):

@@ -43,7 +43,7 @@ from rich.table import Table
 from decar._io import atomic_write
 from decar._lock import output_lock
 from decar.audio import AudioError, list_audio_files, load_audio
-from decar.embed import AudioEncoder
+from decar.embed import MIN_SECONDS, AudioEncoder
 from decar.fingerprint import model_fingerprint
 from decar.tables import TABLE_FORMATS, folder_table
 
@@ -195,7 +195,10 @@ def _write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
 
 def _load(job: _Job, sample_rate: int) -> _Loaded:
     try:
-        return _Loaded(job, clip=load_audio(job.audio, sample_rate))
+        clip = load_audio(job.audio, sample_rate)
+        if len(clip) < MIN_SECONDS * sample_rate:  # the encoder's own check would fail the whole batch
+            return _Loaded(job, error=f"too short ({len(clip) / sample_rate:.3f} s < {MIN_SECONDS} s)")
+        return _Loaded(job, clip=clip)
     except AudioError as err:
         return _Loaded(job, error=err.reason)
     except Exception as err:  # any other decoding problem is this file's, not the run's

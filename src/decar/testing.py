@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,72 @@ def write_bad_files(folder: str | Path) -> dict[str, Path]:
     sf.write(bad["nan"], samples, 16000, subtype="FLOAT")
     sf.write(bad["zero_frames"], np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
     return bad
+
+
+MALFORMED_GOOD = (
+    "8_bit",
+    "96_khz",
+    "6_channels",
+    "one_hour",
+    "flac_named_wav",
+    "name with spaces",
+    "ünïcödé_名前",
+    "new\nline",
+)
+"""Inputs of :func:`write_malformed_corpus` that are valid audio, however unusual: every command must use them."""
+
+
+def write_malformed_corpus(folder: str | Path, long_seconds: float = 3600.0) -> dict[str, Path]:
+    """Every kind of input a real corpus contains by accident, good and bad, named by what it is.
+
+    Bad (every command must skip each one, saying why): empty, truncated header, truncated data, NaN, Inf, zero
+    frames, 10 samples, random bytes named .flac, a folder named x.wav, a broken symlink. Good (every command
+    must use them): :data:`MALFORMED_GOOD`, among them a one-hour file (memory must stay bounded) and names with
+    spaces, non-ASCII letters and a newline.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    pitches = iter(range(300, 3000, 150))  # each good file its own audio: no two may look like one clip
+
+    def tone(rate: int = 16000) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * next(pitches) * np.arange(rate) / rate)).astype(np.float32)
+
+    made = {**write_bad_files(folder)}
+    wav = io.BytesIO()
+    sf.write(wav, tone(), 16000, format="WAV", subtype="PCM_16")
+    made["truncated_header"] = folder / "truncated_header.wav"
+    made["truncated_header"].write_bytes(wav.getvalue()[:30])
+    made["truncated_data"] = folder / "truncated_data.wav"
+    made["truncated_data"].write_bytes(wav.getvalue()[: len(wav.getvalue()) // 2])
+    made["inf"] = folder / "inf.wav"
+    sf.write(made["inf"], np.where(np.arange(16000) % 40 == 0, np.inf, tone()), 16000, subtype="FLOAT")
+    made["ten_samples"] = folder / "ten_samples.wav"
+    sf.write(made["ten_samples"], tone()[:10], 16000, subtype="PCM_16")
+    made["random_bytes"] = folder / "random_bytes.flac"
+    made["random_bytes"].write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    made["folder_named_wav"] = folder / "folder.wav"
+    made["folder_named_wav"].mkdir(exist_ok=True)
+    made["broken_symlink"] = folder / "broken_symlink.wav"
+    if not made["broken_symlink"].is_symlink():
+        made["broken_symlink"].symlink_to(folder / "no_such_target.wav")
+    made["8_bit"] = folder / "8_bit.wav"
+    sf.write(made["8_bit"], tone(), 16000, subtype="PCM_U8")
+    made["96_khz"] = folder / "96_khz.wav"
+    sf.write(made["96_khz"], tone(96000), 96000, subtype="PCM_24")
+    made["6_channels"] = folder / "6_channels.wav"
+    sf.write(made["6_channels"], np.stack([tone() for _ in range(6)], axis=1), 16000, subtype="PCM_16")
+    made["one_hour"] = folder / "one_hour.flac"
+    beep = tone()
+    with sf.SoundFile(made["one_hour"], "w", 16000, 1, subtype="PCM_16") as handle:
+        for minute in range(max(1, round(long_seconds / 60))):  # written a minute at a time: bounded memory
+            handle.write(0.1 * rng.standard_normal(16000 * 60).astype(np.float32) + np.tile(beep, 60) * (minute % 2))
+    made["flac_named_wav"] = folder / "flac_named_wav.wav"
+    sf.write(made["flac_named_wav"], tone(), 16000, format="FLAC")
+    for name in ("name with spaces", "ünïcödé_名前", "new\nline"):
+        made[name] = folder / f"{name}.wav"
+        sf.write(made[name], tone(), 16000, subtype="PCM_16")
+    return made
 
 
 def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None, seed: int = 0) -> Path:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import decar
 from decar._io import atomic_write, atomic_write_text
 from decar.audio import AudioError, load_audio
+from decar.embed import MIN_SECONDS
 from decar.evaluate.models import EvalModel
 from decar.evaluate.tasks.base import Clip
 
@@ -63,10 +64,17 @@ class LoadedWaveforms:
 
 
 def iter_waveforms(clips: list[Clip], sample_rate: int) -> Iterator[tuple[Clip, np.ndarray | AudioError]]:
-    """Decode clips one at a time (memory stays bounded), yielding each waveform or the AudioError it raised."""
+    """Decode clips one at a time (memory stays bounded), yielding each waveform or the AudioError it raised.
+
+    A clip shorter than the encoders' minimum (`decar.embed.MIN_SECONDS`) is an error for every model, as in
+    `decar embed` and pretraining, so that no command calls "ok" what another skips.
+    """
     for clip in clips:
         try:
-            yield clip, load_audio(clip.path, sample_rate, clip.start_s, clip.duration_s)
+            wave = load_audio(clip.path, sample_rate, clip.start_s, clip.duration_s)
+            if len(wave) < MIN_SECONDS * sample_rate:
+                raise AudioError(clip.path, f"too short ({len(wave) / sample_rate:.3f} s < {MIN_SECONDS} s)")
+            yield clip, wave
         except AudioError as error:
             yield clip, error
 

@@ -102,8 +102,9 @@ def _clip(path: Path, number: int, row: dict[str, Any], multilabel: bool) -> Cli
             raise TaskError(f"{where}: no {key!r} value")
     audio = Path(str(row["path"])).expanduser()
     audio = audio if audio.is_absolute() else path.parent / audio
-    if not audio.is_file():
+    if not audio.exists() and not audio.is_symlink():  # a typo or a wrong root: the manifest's error
         raise TaskError(f"{where}: audio file {audio} does not exist")
+    # A broken symlink or a folder named like audio is a bad file of the corpus: kept, reported when loaded.
     split = str(row["split"]).strip().lower() if "split" in row else None
     if split is not None and split not in SPLITS:
         raise TaskError(f"{where}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
@@ -149,7 +150,8 @@ def load_manifest(path: Path) -> Task:
 
     Raises:
         TaskError: unreadable or empty file, missing ``path``/``label`` column, a row with neither split nor fold,
-            mixed split and fold rows, a bad value, a missing audio file, or a test label never seen in training;
+            mixed split and fold rows, a bad value, an audio path that does not exist (a broken symlink or a
+            folder is kept: loading reports it and leaves it out), or a test label never seen in training;
             the message names the manifest and the line.
     """
     path = Path(path)

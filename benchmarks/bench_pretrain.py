@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from decar.config import load_config
+from decar.objectives import objective_class
 from decar.pretrain import build_objective, fit
 from decar.testing import SOUND_KINDS, write_synthetic_corpus
 
@@ -139,6 +140,9 @@ def main() -> None:
             method: {
                 "clips_per_s": record["clips_per_s"],
                 "over_bare": record["clips_per_s"] / reference,
+                # online trains on two augmented views of each clip: two forward + backward passes per clip
+                "views": objective_class(method).views,
+                "passes_over_bare": record["clips_per_s"] * objective_class(method).views / reference,
                 "share_clustering": record["share_clustering"],
                 "seconds_cluster": record["seconds_cluster"],
                 "seconds_extra_pass": record["seconds_extra_pass"],
@@ -152,6 +156,7 @@ def main() -> None:
     for method, row in result["methods"].items():
         print(
             f"{method:15s} {row['clips_per_s']:7.1f} clips/s  {row['over_bare']:.3f} of bare  "
+            f"({row['views']} view(s): {row['passes_over_bare']:.3f} of bare in encoder passes)  "
             f"clustering + extra pass {row['share_clustering']:.1%}"
         )
     if args.json:

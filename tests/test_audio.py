@@ -201,7 +201,7 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="a folder, not an audio file"):
         audio_info(tmp_path)
     (tmp_path / "link.wav").symlink_to(missing)
-    with pytest.raises(AudioError, match="broken symbolic link: its target .*missing.wav"):
+    with pytest.raises(AudioError, match=r"broken symbolic link: its target .*missing\.wav"):
         load_audio(tmp_path / "link.wav")
     (tmp_path / "folder.wav").mkdir()
     assert list_audio_files(tmp_path) == [tmp_path / "folder.wav", tmp_path / "link.wav"]  # reported, not hidden

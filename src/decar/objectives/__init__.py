@@ -2,7 +2,7 @@
 
 - ``deepcluster_v1``: the paper's first method (per-epoch feature pass, PCA, k-means, new top layer).
 - ``dcv2``: DeepCluster-v2, the paper's later variant (memory bank, spherical k-means, fixed prototypes).
-- ``online``: online clustering, the paper's future work (streaming centroids, Sinkhorn, no epoch stall).
+- ``online``: online clustering, the paper's future work (two views, streaming centroids, Sinkhorn, no epoch stall).
 """
 
 from decar.objectives.base import (
@@ -10,6 +10,7 @@ from decar.objectives.base import (
     Objective,
     create_objective,
     list_objectives,
+    objective_class,
     objective_config_class,
     register_objective,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "OnlineConfig",
     "create_objective",
     "list_objectives",
+    "objective_class",
     "objective_config_class",
     "register_objective",
 ]

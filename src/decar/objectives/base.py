@@ -137,10 +137,16 @@ def objective_config_class(name: str) -> type:
     return _REGISTRY[name][1]
 
 
+def objective_class(name: str) -> type[Objective]:
+    """The class of objective ``name`` (e.g. to read its ``views``); KeyError naming the known ones otherwise."""
+    objective_config_class(name)  # KeyError naming the known methods
+    return _REGISTRY[name][0]
+
+
 def create_objective(name: str, config: Any, encoder: nn.Module, num_samples: int) -> Objective:
     """Build objective ``name`` around ``encoder`` for a corpus of ``num_samples`` clips."""
     config_class = objective_config_class(name)  # KeyError naming the known methods
-    cls = _REGISTRY[name][0]
+    cls = objective_class(name)
     if not isinstance(config, config_class):
         raise TypeError(f"method {name!r} takes a {config_class.__name__}, got {type(config).__name__}")
     return cls(config, encoder, num_samples)

@@ -265,3 +265,15 @@ def test_a_resume_restores_a_lost_log_and_removes_orphan_temporaries(corpus: Pat
     fit(cfg, corpus, out, resume=True)
     assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [0]
     assert not orphan.exists()
+
+
+def test_a_slow_clustering_epoch_points_to_the_remedies() -> None:
+    from decar.config import DecarConfig
+    from decar.pretrain import _speed_hint
+
+    slow = {"share_clustering": 0.6, "seconds_extra_pass": 100.0}
+    hint = _speed_hint(slow, DecarConfig())
+    assert hint is not None and "60%" in hint and "data.cache_dir" in hint and "method dcv2" in hint
+    cached = DecarConfig.from_dict({**DecarConfig().to_dict(), "data": {"cache_dir": "/tmp/logmels"}})
+    assert "data.cache_dir" not in (_speed_hint(slow, cached) or "")
+    assert _speed_hint({"share_clustering": 0.1, "seconds_extra_pass": 5.0}, DecarConfig()) is None

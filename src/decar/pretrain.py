@@ -316,6 +316,9 @@ class Trainer:
         if self.info.is_main:
             self._write_log()
             log.info(_format_record(record))
+            hint = _speed_hint(record, self.cfg)
+            if hint and state.epoch == 0:
+                log.info(hint)
         state.epoch, state.step, state.epoch_complete = state.epoch + 1, 0, False
         state.epoch_totals = {}
 
@@ -660,6 +663,25 @@ def assignment_health(
         "ami_duration": _binned_ami(labels, known, durations),
         "ami_level": _binned_ami(labels, known, levels),
     }
+
+
+SLOW_PASS_SHARE = 0.3
+"""Above this share of an epoch spent on the extra pass and clustering, the log points to the remedies."""
+
+
+def _speed_hint(record: dict[str, Any], cfg: DecarConfig) -> str | None:
+    """What would cut an epoch's clustering stall, when it is large: a log-mel cache, or a method without it."""
+    share = record.get("share_clustering") or 0.0
+    if share < SLOW_PASS_SHARE:
+        return None
+    remedies = []
+    if cfg.data.cache_dir is None and record.get("seconds_extra_pass", 0.0) > 0:
+        remedies.append("data.cache_dir=DIR caches each clip's log-mel, so the pass stops decoding audio")
+    if cfg.method == "deepcluster_v1":
+        remedies.append("method dcv2 or online (configs/decar_v2.yaml, decar_online.yaml) need no pass per epoch")
+    if not remedies:
+        return None
+    return f"the extra pass and clustering took {share:.0%} of this epoch; " + "; ".join(remedies)
 
 
 def _binned_ami(labels: Tensor, known: Tensor, values: Tensor) -> float | None:

@@ -344,6 +344,42 @@ def bench_command(
     typer.echo(f"wrote {out / 'bench.md'}, {out / 'bench.json'} and {out / 'bench.png'}")
 
 
+@app.command("ablate")
+def ablate_command(
+    configs: Annotated[list[Path], typer.Argument(help="Configs to compare, e.g. configs/ablations/*.yaml.")],
+    bench: Annotated[Path, typer.Option(help="A bench from `decar data build-bench`: corpus/ and tasks/.")],
+    budget: Annotated[float, typer.Option(help="Minutes of pretraining per run (wall clock, over resumes).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="runs/, bench/, ablations.md/.json/.png.")],
+    seeds: Annotated[int, typer.Option(help="Pretraining seeds per config (use >= 3 for the leading ones).")] = 1,
+    reference: Annotated[
+        str | None, typer.Option(help="Model the runs are compared with; default: random:<first config>.")
+    ] = None,
+    probe_seeds: Annotated[int, typer.Option(help="Probe seeds of each evaluation.")] = 3,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (default: OUT/bench/embeddings).")] = None,
+    device: Annotated[str, typer.Option(help="Where the evaluation runs (pretraining: the device= override).")] = "cpu",
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value for every config, e.g. --set device=cuda.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Pretrain each config for the same wall-clock budget on the bench corpus, probe each on every bench task.
+
+    Resumable: run the same command again after an interruption; finished runs and evaluations are reused.
+    Writes OUT/ablations.md (configs ranked by their bench average), ablations.json and ablations.png.
+    """
+    from decar.ablate import run_ablations
+
+    _setup_logging(verbose)
+    try:
+        text = run_ablations(
+            configs, bench, budget, out, seeds, overrides or [], reference, probe_seeds, cache_dir, device
+        )
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(text)
+    typer.echo(f"wrote {out / 'ablations.md'}, {out / 'ablations.json'} and {out / 'ablations.png'}")
+
+
 @config_app.command("default")
 def config_default() -> None:
     """Print the default config (the paper's DECAR v1 settings) as YAML."""

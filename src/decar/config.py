@@ -194,24 +194,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Example:
         >>> cfg = load_config("configs/tiny.yaml", ["optim.lr=0.1", "objective.num_clusters=16"])
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        data = loaded
+    data = _read_yaml(Path(path)) if path is not None else {}
     for override in overrides or []:
         key, sep, raw = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.1")
         _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
     return DecarConfig.from_dict(data).validate()
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping; a ``base: OTHER.yaml`` key (relative to the file) is read first and overlaid,
+    sections merged key by key, so that an ablation states only what it changes."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise ConfigError(f"config file {path}: its base chain loops ({' -> '.join(str(p) for p in chain)})")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: base must be the path of another config, got {base!r}")
+    return _overlay(_read_yaml(path.parent / base, (*chain, path.resolve())), loaded)
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: nested mappings merged key by key, anything else (lists too) replaced; an empty
+    mapping clears the base's (``model: {name: efficientnet_b0, kwargs: {}}`` drops AudioNTT's ``d``)."""
+    merged = dict(base)
+    for key, value in top.items():
+        both_maps = isinstance(value, dict) and bool(value) and isinstance(merged.get(key), dict)
+        merged[key] = _overlay(merged[key], value) if both_maps else value
+    return merged
 
 
 def _fill_defaults(default: Any, data: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,31 @@ def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None
         },
     )
     return Path(path)
+
+
+def write_hear_task(
+    folder: Path, name: str, kinds: tuple[str, ...], seed: int, per_split: dict[str, int] | None = None
+) -> Path:
+    """A HEAR scene task of synthetic clips: `kinds` as labels, `per_split` clips of each (default train 6,
+    valid 3, test 5), 0.5 s each at 16 kHz."""
+    per_split = per_split or {"train": 6, "valid": 3, "test": 5}
+    rng = np.random.default_rng(seed)
+    for split, count in per_split.items():
+        labels = {}
+        (folder / "16000" / split).mkdir(parents=True)
+        for kind in kinds:
+            for i in range(count):
+                file = f"{kind}_{i}.wav"
+                sf.write(folder / "16000" / split / file, synthetic_clip(kind, 0.5, 16000, rng), 16000)
+                labels[file] = [kind]
+        (folder / f"{split}.json").write_text(json.dumps(labels))
+    (folder / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{k}\n" for i, k in enumerate(kinds)))
+    metadata = {
+        "task_name": name,
+        "embedding_type": "scene",
+        "prediction_type": "multiclass",
+        "split_mode": "trainvaltest",
+        "sample_duration": 0.5,
+    }
+    (folder / "task_metadata.json").write_text(json.dumps(metadata))
+    return folder

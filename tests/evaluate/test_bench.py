@@ -7,43 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from typer.testing import CliRunner
 
 from decar.cli import app
 from decar.evaluate import bench
 from decar.evaluate.bench import BETTER, WORSE, find_bench_tasks, model_slug, run_bench
-from decar.testing import synthetic_clip
-
-SR = 16000
-SPLITS = {"train": 6, "valid": 3, "test": 5}
-
+from decar.testing import write_hear_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def write_hear_task(folder: Path, name: str, kinds: tuple[str, ...], seed: int) -> Path:
-    """A HEAR scene task: `kinds` as labels, SPLITS clips of each per split, 0.5 s each."""
-    rng = np.random.default_rng(seed)
-    for split, count in SPLITS.items():
-        labels = {}
-        (folder / "16000" / split).mkdir(parents=True)
-        for kind in kinds:
-            for i in range(count):
-                file = f"{kind}_{i}.wav"
-                sf.write(folder / "16000" / split / file, synthetic_clip(kind, 0.5, SR, rng), SR)
-                labels[file] = [kind]
-        (folder / f"{split}.json").write_text(json.dumps(labels))
-    (folder / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{k}\n" for i, k in enumerate(kinds)))
-    metadata = {
-        "task_name": name,
-        "embedding_type": "scene",
-        "prediction_type": "multiclass",
-        "split_mode": "trainvaltest",
-        "sample_duration": 0.5,
-    }
-    (folder / "task_metadata.json").write_text(json.dumps(metadata))
-    return folder
 
 
 @pytest.fixture(scope="module")

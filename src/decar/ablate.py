@@ -1,0 +1,221 @@
+"""Ablations: each config pretrained for the same wall-clock budget on a bench corpus, then probed on every task.
+
+``decar ablate CONFIG... --bench DIR --budget MINUTES -o OUT`` trains every config (and pretraining seed) into
+``OUT/runs/<config>/seed<k>/`` with ``time_budget_minutes`` set to the budget, so each gets the same wall clock
+whatever its method or cost per step; a killed ablation continues where it stopped (each run resumes from its
+checkpoint, finished runs are not touched). Every run is then scored with `decar bench` (the default probe,
+one shared embedding cache) against a reference, by default the first config's architecture at random init.
+``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's score and the average: the mean over
+pretraining seeds, their spread, the 95 % interval over test clips and the paired-bootstrap mark of the first
+seed's run against the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from decar._io import atomic_write_text
+from decar.config import load_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AblationRun:
+    """One pretraining run of an ablation: its config, seed and folder."""
+
+    config: Path
+    seed: int
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.config.stem
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+
+def bench_corpus(bench_dir: Path) -> Path:
+    """The pretraining corpus of a bench: BENCH/corpus/files.txt (as `decar data build-bench` writes) or
+    BENCH/corpus/."""
+    corpus = Path(bench_dir) / "corpus"
+    if (corpus / "files.txt").is_file():
+        return corpus / "files.txt"
+    if corpus.is_dir():
+        return corpus
+    raise FileNotFoundError(f"{bench_dir}: no corpus/ folder to pretrain on (build one with `decar data build-bench`)")
+
+
+def plan_runs(configs: list[Path], seeds: int, out_dir: Path) -> list[AblationRun]:
+    """Every (config, seed) run, in order; config names must differ (they name the run folders)."""
+    if not configs:
+        raise ValueError("name at least one config to ablate")
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    stems = [Path(config).stem for config in configs]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(f"configs {repeated} share a file name; it names their run folder, so rename one")
+    for config in configs:
+        if not Path(config).is_file():
+            raise FileNotFoundError(f"ablation config not found: {config}")
+    return [
+        AblationRun(Path(config), seed, Path(out_dir) / "runs" / Path(config).stem / f"seed{seed}")
+        for config in configs
+        for seed in range(seeds)
+    ]
+
+
+def run_ablations(
+    configs: list[Path],
+    bench_dir: Path,
+    budget_minutes: float,
+    out_dir: Path,
+    seeds: int = 1,
+    overrides: list[str] | None = None,
+    reference: str | None = None,
+    probe_seeds: int = 3,
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+) -> str:
+    """Pretrain every config for ``budget_minutes`` (resumable), probe each on the bench, write the report.
+
+    Args:
+        configs: YAML configs, e.g. ``configs/ablations/*.yaml``; their file names name the rows.
+        bench_dir: a bench from `decar data build-bench` (corpus/ to pretrain on, tasks/ to probe).
+        budget_minutes: wall-clock minutes of pretraining per run, counted over resumes.
+        out_dir: where runs/, bench/ and the ablation report go.
+        seeds: pretraining seeds per config (0, 1, ...): the spread of the method, not only of the probe.
+        overrides: ``key=value`` settings applied to every config (e.g. ``device=cuda``).
+        reference: model spec the runs are compared with (default: ``random:`` the first config).
+        probe_seeds: probe seeds of each evaluation.
+        cache_dir: embedding cache (default OUT/bench/embeddings).
+        device: where the evaluation runs.
+
+    Returns:
+        The Markdown report (also written to OUT/ablations.md).
+    """
+    from decar.evaluate.bench import find_bench_tasks, run_bench
+    from decar.pretrain import fit
+
+    if not budget_minutes > 0:
+        raise ValueError(f"the budget must be a positive number of minutes, got {budget_minutes}")
+    runs = plan_runs(configs, seeds, out_dir)
+    corpus = bench_corpus(bench_dir)
+    find_bench_tasks(bench_dir)  # no task: stop before hours of pretraining
+    for run in runs:
+        cfg = load_config(run.config, [*(overrides or []), f"seed={run.seed}", f"time_budget_minutes={budget_minutes}"])
+        if _finished(run, budget_minutes):
+            log.info("ablation %s seed %d: finished earlier, reused", run.name, run.seed)
+            continue
+        log.info("ablation %s seed %d: pretraining for %g min", run.name, run.seed, budget_minutes)
+        fit(cfg, corpus, run.folder, resume=run.checkpoint.is_file())
+    reference = reference or f"random:{runs[0].config}"
+    specs = [reference, *(str(run.checkpoint) for run in runs)]
+    run_bench(bench_dir, specs, Path(out_dir) / "bench", ("linear",), probe_seeds, None, cache_dir, device)
+    summary = summarise(json.loads((Path(out_dir) / "bench" / "bench.json").read_text()), runs, budget_minutes)
+    text = _markdown(summary)
+    atomic_write_text(Path(out_dir) / "ablations.md", text)
+    atomic_write_text(Path(out_dir) / "ablations.json", json.dumps(summary, indent=2) + "\n")
+    _plot(summary, Path(out_dir) / "ablations.png")
+    return text
+
+
+def _finished(run: AblationRun, budget_minutes: float) -> bool:
+    """A run whose summary was written under this very budget needs no more training."""
+    summary, config = run.folder / "summary.json", run.folder / "config.yaml"
+    if not summary.is_file() or not config.is_file():
+        return False
+    saved = yaml.safe_load(config.read_text()) or {}
+    return saved.get("time_budget_minutes") == budget_minutes
+
+
+def summarise(bench: dict[str, Any], runs: list[AblationRun], budget_minutes: float) -> dict[str, Any]:
+    """Per config: each task's and the average's mean over pretraining seeds, their std, the first seed's 95 %
+    interval over test clips and its paired mark against the reference (the bench's first model)."""
+    rows = bench["protocols"]["linear"]
+    by_spec = {row["spec"]: row for row in rows}
+    reference = rows[0]
+    tasks = list(reference["tasks"])
+    configs: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        entry = by_spec[str(run.checkpoint)]
+        configs.setdefault(run.name, {"config": str(run.config), "seeds": [], "runs": []})
+        configs[run.name]["seeds"].append(run.seed)
+        configs[run.name]["runs"].append(entry)
+    table = {}
+    for name, group in configs.items():
+        first = group["runs"][0]
+        cells = {}
+        for task in [*tasks, "average"]:
+            values = [(run["average"] if task == "average" else run["tasks"][task])["mean"] for run in group["runs"]]
+            own = first["average"] if task == "average" else first["tasks"][task]
+            cells[task] = {
+                "mean": float(np.mean(values)),
+                "std_over_seeds": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                "ci95": own["ci95"],
+                "mark": own["mark"],
+            }
+        table[name] = {"config": group["config"], "seeds": group["seeds"], "scores": cells}
+    return {
+        "budget_minutes": budget_minutes,
+        "reference": {"spec": reference["spec"], "scores": {**reference["tasks"], "average": reference["average"]}},
+        "tasks": tasks,
+        "configs": table,
+    }
+
+
+def _cell(cell: dict[str, Any]) -> str:
+    text = f"{cell['mean']:.3f}"
+    if cell.get("std_over_seeds") is not None:
+        text += f" ± {cell['std_over_seeds']:.3f}"
+    text += f" [{cell['ci95'][0]:.3f}, {cell['ci95'][1]:.3f}]"
+    return text + (f" {cell['mark']}" if cell.get("mark") else "")
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    tasks = [*summary["tasks"], "average"]
+    lines = [
+        f"# Ablations: {summary['budget_minutes']:g} minutes of pretraining each, default probe",
+        "",
+        "mean over pretraining seeds ± their std (when several) [95 % interval over test clips, first seed]; "
+        f"▲/▼: the first seed's run better/worse than the reference ({summary['reference']['spec']}) in a "
+        "paired bootstrap.",
+        "",
+        "| config | seeds | " + " | ".join(tasks) + " |",
+        "|---|---|" + "---|" * len(tasks),
+        "| reference | – | " + " | ".join(f"{summary['reference']['scores'][t]['mean']:.3f}" for t in tasks) + " |",
+    ]
+    ranked = sorted(summary["configs"].items(), key=lambda item: -item[1]["scores"]["average"]["mean"])
+    for name, row in ranked:
+        cells = " | ".join(_cell(row["scores"][task]) for task in tasks)
+        lines.append(f"| {name} | {len(row['seeds'])} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(summary: dict[str, Any], path: Path) -> None:
+    """Average score per config (error bar: std over seeds, else the 95 % interval), reference as a line."""
+    from decar.plots import plt, save_png  # decar.plots selects the Agg backend first
+
+    ranked = sorted(summary["configs"].items(), key=lambda item: item[1]["scores"]["average"]["mean"])
+    names = [name for name, _ in ranked]
+    averages = [row["scores"]["average"] for _, row in ranked]
+    means = np.array([cell["mean"] for cell in averages])
+    low = np.array([cell["mean"] - (cell["std_over_seeds"] or cell["mean"] - cell["ci95"][0]) for cell in averages])
+    high = np.array([cell["mean"] + (cell["std_over_seeds"] or cell["ci95"][1] - cell["mean"]) for cell in averages])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    ax.barh(names, means, xerr=[means - low, high - means], color="tab:blue", alpha=0.8)
+    ax.axvline(summary["reference"]["scores"]["average"]["mean"], color="grey", linestyle=":", label="reference")
+    ax.set(xlabel="bench average (default probe)", title=f"ablations, {summary['budget_minutes']:g} min each")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    save_png(fig, path)

@@ -29,6 +29,14 @@ def test_load_without_path_says_no_model_is_bundled() -> None:
         decar.load()
 
 
+def test_load_without_path_returns_the_bundled_model_once_one_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundled = write_random_checkpoint(tmp_path / "decar.pt")
+    monkeypatch.setattr("decar.embed.BUNDLED_MODEL", bundled)
+    assert decar.load().embed(_noise(1.0)).shape == decar.load(bundled).embed(_noise(1.0)).shape
+
+
 def test_loaded_model_is_in_eval_mode_and_matches_checkpoint(model: decar.AudioEncoder) -> None:
     assert not model.training and not model.encoder.training
     assert model.sample_rate == 16000 and model.embed_dim == model.encoder.embed_dim

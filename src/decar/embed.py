@@ -32,6 +32,15 @@ class NoBundledModelError(FileNotFoundError):
     """`decar.load()` without a path, before a pretrained model ships inside the package."""
 
 
+BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "decar.safetensors"
+"""Where the pretrained model decar ships lives inside the package (fp16 safetensors with its config)."""
+
+
+def bundled_model_path() -> Path | None:
+    """The bundled model's file, or None while this release ships none."""
+    return BUNDLED_MODEL if BUNDLED_MODEL.is_file() else None
+
+
 @dataclass(frozen=True)
 class Window:
     """A slice of one clip: samples [start, stop) give log-mel frames [first_frame, first_frame + frames)."""
@@ -312,6 +321,8 @@ def load(
         >>> model.embed(np.zeros(16000, dtype=np.float32)).shape
         (1, 1280)
     """
+    if path is None:
+        path = bundled_model_path()
     if path is None:
         raise NoBundledModelError(
             "this decar release bundles no pretrained model yet; pass the path of a checkpoint "

@@ -182,10 +182,16 @@ def write_random_checkpoint(path: str | Path, overrides: list[str] | None = None
 
 
 def write_hear_task(
-    folder: Path, name: str, kinds: tuple[str, ...], seed: int, per_split: dict[str, int] | None = None
+    folder: Path,
+    name: str,
+    kinds: tuple[str, ...],
+    seed: int,
+    per_split: dict[str, int] | None = None,
+    noise_ratio: float = 0.0,
 ) -> Path:
     """A HEAR scene task of synthetic clips: `kinds` as labels, `per_split` clips of each (default train 6,
-    valid 3, test 5), 0.5 s each at 16 kHz."""
+    valid 3, test 5), 0.5 s each at 16 kHz; `noise_ratio` adds white noise of that RMS relative to the clip's
+    (1.0: 0 dB signal-to-noise), which makes the task harder."""
     per_split = per_split or {"train": 6, "valid": 3, "test": 5}
     rng = np.random.default_rng(seed)
     for split, count in per_split.items():
@@ -194,7 +200,10 @@ def write_hear_task(
         for kind in kinds:
             for i in range(count):
                 file = f"{kind}_{i}.wav"
-                sf.write(folder / "16000" / split / file, synthetic_clip(kind, 0.5, 16000, rng), 16000)
+                wave = synthetic_clip(kind, 0.5, 16000, rng)
+                wave = wave + noise_ratio * np.sqrt(np.mean(wave**2)) * rng.standard_normal(wave.size)
+                peak = max(1.0, float(np.abs(wave).max()) / 0.99)
+                sf.write(folder / "16000" / split / file, (wave / peak).astype(np.float32), 16000)
                 labels[file] = [kind]
         (folder / f"{split}.json").write_text(json.dumps(labels))
     (folder / "labelvocabulary.csv").write_text("idx,label\n" + "".join(f"{i},{k}\n" for i, k in enumerate(kinds)))

@@ -1,0 +1,30 @@
+"""`decar demo`: generated audio → pretraining for a budget → the fresh model against the baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from decar.cli import app
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+def test_demo_runs_the_chain_and_a_rerun_reuses_it(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["demo", "--out", str(tmp_path), "--minutes", "0.05", "--seeds", "1"]
+    result = runner.invoke(app, args, env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["method"] == "dcv2" and summary["stopped_by_time_budget"]
+    bench = json.loads((tmp_path / "results" / "bench.json").read_text())
+    rows = bench["protocols"]["linear"]
+    assert [row["spec"].split(":")[0] for row in rows[1:]] == ["random", "logmel-stats"]
+    assert set(rows[0]["tasks"]) == {"sound_family", "pitch_direction"}
+    assert "report:" in result.output and (tmp_path / "results" / "bench.png").is_file()
+    checkpoint = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
+    assert runner.invoke(app, args).exit_code == 0
+    assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # the finished run is reused

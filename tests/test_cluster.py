@@ -18,6 +18,7 @@ from decar.cluster import (
     kmeans,
     nmi,
     pca_whiten,
+    spherical_kmeans,
 )
 
 
@@ -64,6 +65,19 @@ def assert_nearest(scores: torch.Tensor, assignments: torch.Tensor, largest: boo
 
 
 # --- kmeans ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_kmeans_reports_every_round_for_a_progress_bar(backend: str) -> None:
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    x, _truth = gaussian_mixture(500, 4, 8, centre_scale=5.0, seed=0)
+    rounds: list[int] = []
+    kmeans(x, 4, num_iters=30, seed=0, backend=backend, on_round=rounds.append)
+    assert sum(rounds) == 30  # a fixed point before round 30 reports the rounds it skips
+    rounds.clear()
+    spherical_kmeans(x, 4, num_iters=7, seed=0, on_round=rounds.append)
+    assert rounds == [1] * 7
 
 
 def test_kmeans_recovers_planted_clusters() -> None:

@@ -8,7 +8,7 @@ the ones documented (random draws happen on CPU so that a seed gives the same re
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -69,6 +69,7 @@ def kmeans(
     backend: Backend = "torch",
     batch_size: int = 8192,
     init: Init = "random",
+    on_round: Callable[[int], None] | None = None,
 ) -> KMeansResult:
     """Cluster the rows of ``x`` with Lloyd's algorithm.
 
@@ -94,6 +95,8 @@ def kmeans(
         init: "random" rows (DeepCluster's choice, free) or "k-means++" (scikit-learn's greedy variant: K
             sequential passes over the data, about the cost of 5-10 Lloyd rounds; far less likely to put two
             centroids in one cluster and none in another, which random rows do on well-clustered data).
+        on_round: called with 1 after each Lloyd round of the torch backend (all rounds at once with faiss),
+            e.g. to advance a progress bar.
 
     Returns:
         A :class:`KMeansResult`. Whatever the backend, the final assignment, inertia and ``num_empty`` are
@@ -115,10 +118,12 @@ def kmeans(
         centroids = _kmeans_plus_plus(data, sq_norms, num_clusters, generator)
     else:
         centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)]
+    report = on_round or (lambda _n: None)
     if use_faiss and num_iters > 0:
         centroids = _faiss_lloyd(data, centroids, num_iters, seed, spherical)
+        report(num_iters)
     elif num_iters > 0:
-        centroids = _lloyd(data, sq_norms, centroids, num_iters, spherical, batch_size)
+        centroids = _lloyd(data, sq_norms, centroids, num_iters, spherical, batch_size, report)
     assignments, _ = _assign(data, sq_norms, centroids, spherical, batch_size)
     counts = torch.bincount(assignments, minlength=num_clusters)
     return KMeansResult(
@@ -199,15 +204,25 @@ def _sq_dists_to_rows(x: Tensor, sq_norms: Tensor, rows: Tensor) -> Tensor:
     return torch.addmm(sq_norms.unsqueeze(1) + sq_norms[rows], x, others.T, alpha=-2.0).clamp_min_(0.0)
 
 
-def _lloyd(x: Tensor, sq_norms: Tensor, centroids: Tensor, num_iters: int, spherical: bool, batch_size: int) -> Tensor:
+def _lloyd(
+    x: Tensor,
+    sq_norms: Tensor,
+    centroids: Tensor,
+    num_iters: int,
+    spherical: bool,
+    batch_size: int,
+    report: Callable[[int], None],
+) -> Tensor:
     """Run up to ``num_iters`` Lloyd rounds from ``centroids`` (K, D); return the new (K, D) centroids."""
     previous: Tensor | None = None
-    for _ in range(num_iters):
+    for done in range(num_iters):
         assignments, sq_dists = _assign(x, sq_norms, centroids, spherical, batch_size)
         if previous is not None and torch.equal(assignments, previous):
+            report(num_iters - done)  # a fixed point: the remaining rounds would change nothing
             break
         centroids = _update(x, assignments, sq_dists, centroids.shape[0], spherical)
         previous = assignments
+        report(1)
     return centroids
 
 
@@ -493,6 +508,7 @@ def spherical_kmeans(
     seed: int = 0,
     group: ProcessGroup | None = None,
     init: Init = "random",
+    on_round: Callable[[int], None] | None = None,
 ) -> KMeansResult:
     """DeepCluster-v2's k-means on the unit sphere, its work split across the processes of ``group``.
 
@@ -508,6 +524,7 @@ def spherical_kmeans(
         seed: seed of the initial rows.
         group: a torch.distributed process group, or None for a single process.
         init: "random" rows (DeepCluster-v2) or "k-means++" (K sequential passes; fewer merged clusters).
+        on_round: called with 1 after each round, e.g. to advance a progress bar.
 
     Returns:
         A :class:`KMeansResult` with unit centroids and the assignment of every row (gathered on every process).
@@ -537,6 +554,8 @@ def spherical_kmeans(
             distance[mine] = 1.0 - similarity
             worst = _sum_across(distance, group).topk(empty.numel()).indices
             centroids[empty] = data[worst]
+        if on_round is not None:
+            on_round(1)
     assignments = torch.zeros(data.shape[0], dtype=torch.long, device=data.device)
     assignments[mine] = (data[mine] @ centroids.T).argmax(dim=1)
     _sum_across(assignments, group)

@@ -300,7 +300,9 @@ class Trainer:
             totals.clear()
             totals["seconds_extra_pass"] = 0.0
             t0 = time.perf_counter()
-            context = EpochContext(state.epoch, self.cfg.seed, self.info, self._feature_pass, self.optimizer)
+            context = EpochContext(
+                state.epoch, self.cfg.seed, self.info, self._feature_pass, self.optimizer, self._track
+            )
             totals.update(self.objective.start_epoch(context))
             totals["seconds_cluster"] = time.perf_counter() - t0 - totals["seconds_extra_pass"]
         self._train()
@@ -509,6 +511,15 @@ class Trainer:
         self.progress.remove_task(task)
 
     # ------------------------------------------------------------------------------------- state and logs
+    @contextlib.contextmanager
+    def _track(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A progress bar (main process only) for a phase of an objective, removed when the phase ends."""
+        task = self.progress.add_task(description, total=total, visible=self.info.is_main)
+        try:
+            yield lambda n: self.progress.advance(task, n)
+        finally:
+            self.progress.remove_task(task)
+
     def _views(self, crops: Tensor) -> Tensor:
         """The objective's augmented views of this step's crops, stacked view after view."""
         state = self.state

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +47,8 @@ class EpochContext:
         info: process group information (rank, world size, device).
         feature_pass: one no-grad pass over the whole corpus through ``project`` (see :data:`FeaturePass`).
         optimizer: the run's optimiser, for objectives that reset part of its state (a re-initialised head).
+        track: ``with ctx.track("k-means", rounds) as advance:`` shows a progress bar for a long phase (advance
+            it by n steps); the default shows nothing.
     """
 
     epoch: int
@@ -53,6 +56,9 @@ class EpochContext:
     info: dist.DistInfo
     feature_pass: FeaturePass
     optimizer: torch.optim.Optimizer
+    track: Callable[[str, int], AbstractContextManager[Callable[[int], None]]] = lambda _d, _t: nullcontext(
+        lambda _n: None
+    )
 
 
 class Objective(nn.Module):

@@ -87,14 +87,16 @@ class DeepClusterV2(Objective):
         inertia = 0.0
         for h, k in enumerate(self.config.num_prototypes):
             prototypes, labels = self._head(h)
-            result = spherical_kmeans(
-                rows,
-                k,
-                self.config.kmeans_iters,
-                seed=step_seed(ctx.seed, ctx.epoch, 7, h) % (2**31),
-                group=group,
-                init=self.config.kmeans_init,
-            )
+            with ctx.track(f"epoch {ctx.epoch}: k-means, head {h}, K = {k}", self.config.kmeans_iters) as advance:
+                result = spherical_kmeans(
+                    rows,
+                    k,
+                    self.config.kmeans_iters,
+                    seed=step_seed(ctx.seed, ctx.epoch, 7, h) % (2**31),
+                    group=group,
+                    init=self.config.kmeans_init,
+                    on_round=advance,
+                )
             prototypes.copy_(result.centroids.to(prototypes))
             labels.fill_(-1)
             labels[filled] = result.assignments.to(labels)

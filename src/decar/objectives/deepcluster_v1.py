@@ -141,13 +141,15 @@ class DeepClusterV1(Objective):
         labels = torch.full((self.num_samples,), -1, dtype=torch.long)
         inertia = torch.zeros(1, dtype=torch.float64)
         if ctx.info.is_main and len(indices) >= cfg.num_clusters:
-            result = kmeans(
-                pca_whiten(features, out_dim=cfg.pca_dim),
-                cfg.num_clusters,
-                num_iters=cfg.kmeans_iters,
-                seed=step_seed(ctx.seed, ctx.epoch, 3) % (2**31),
-                backend=cfg.kmeans_backend,
-            )
+            with ctx.track(f"epoch {ctx.epoch}: k-means, K = {cfg.num_clusters}", cfg.kmeans_iters) as advance:
+                result = kmeans(
+                    pca_whiten(features, out_dim=cfg.pca_dim),
+                    cfg.num_clusters,
+                    num_iters=cfg.kmeans_iters,
+                    seed=step_seed(ctx.seed, ctx.epoch, 3) % (2**31),
+                    backend=cfg.kmeans_backend,
+                    on_round=advance,
+                )
             labels[indices] = result.assignments.cpu()
             inertia[0] = result.inertia
         device = ctx.info.device

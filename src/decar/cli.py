@@ -439,6 +439,32 @@ def build_bench_command(
         _fail(err)
 
 
+@data_app.command("audioset")
+def audioset_command(
+    root: Annotated[Path, typer.Argument(help="AudioSet: the release's CSVs and a folder of downloaded clips.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="List file to write, for `decar pretrain --data`.")],
+    subset: Annotated[
+        list[str] | None,
+        typer.Option(help="balanced_train, unbalanced_train and/or eval (repeat); default: balanced_train."),
+    ] = None,
+) -> None:
+    """List the AudioSet clips found on disk for pretraining; segments never downloaded are counted.
+
+    For evaluation, the 527-class task is `decar evaluate --task audioset:ROOT` (train and valid from
+    balanced_train, test from eval; mAP and d′).
+    """
+    from decar.corpora.audioset import AudioSetError, write_pretraining_list
+
+    subsets = tuple(subset or ["balanced_train"])
+    try:
+        found = write_pretraining_list(root, out, subsets)
+    except (AudioSetError, OSError) as err:
+        _fail(err)
+    for name in subsets:
+        typer.echo(f"{name}: {len(found.clips[name])} clips on disk, {found.missing[name]} segments without a file")
+    typer.echo(f"wrote {out}")
+
+
 def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") == "0"
 

@@ -20,6 +20,7 @@ _LOADER_MODULES = (
     "tut",
     "urbansound",
     "esc50",
+    "audioset",
 )
 
 __all__ = ["Clip", "Split", "Task", "TaskError", "list_tasks", "load_task", "register_task"]

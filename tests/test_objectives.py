@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from decar import dist
 from decar.augment import AUGMENTATIONS, AugmentConfig, build_augmentation
 from decar.checkpoint import load_checkpoint
-from decar.cluster import ema_centroids, nmi, sinkhorn, spherical_kmeans
+from decar.cluster import ema_centroids, nmi, sharded_spherical_kmeans, sinkhorn, spherical_kmeans
 from decar.config import load_config
 from decar.objectives import create_objective, list_objectives
 from decar.objectives.projection import MemoryBank
@@ -195,6 +195,12 @@ def test_each_method_finds_planted_pitches(method: str, tones: tuple[Path, list[
     assert nmi(state["labels0" if method == "dcv2" else "labels"], labels) >= (0.6 if method == "online" else 0.8)
 
 
+def _with_a_dead_centroid(x: torch.Tensor) -> torch.Tensor:
+    """Five rows of ``x`` and, last, the direction opposite their mean: a centroid no row chooses, so the first
+    round must re-seed it with the row worst served (continuous distances: no tie to break)."""
+    return F.normalize(torch.cat([x[::18][:5], -x.mean(dim=0, keepdim=True)]), dim=1)
+
+
 class _StubEncoder(torch.nn.Module):
     embed_dim = 6
 
@@ -236,9 +242,15 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) ->
             F.normalize(torch.eye(3, 4), dim=1), features[rank::world], members[rank::world], 0.5, group
         )
         online = _online_steps(dist.DistInfo(rank, world, rank, torch.device("cpu")))
+        half = torch.arange(rank * 45, (rank + 1) * 45)  # contiguous shards: rows never leave their process
+        sharded = sharded_spherical_kmeans(x[half], half, 90, 12, num_iters=8, seed=4, group=group)
+        reseeded = sharded_spherical_kmeans(x[half], half, 90, 6, 8, group=group, initial=_with_a_dead_centroid(x))
         torch.save(
             {"kmeans": result.assignments, "centres": result.centroids, "codes": codes, "ema": centroids, "n": counts}
-            | online,
+            | online
+            | {"sharded": sharded.assignments, "sharded_centres": sharded.centroids, "sharded_empty": sharded.num_empty}
+            | {"sharded_inertia": torch.tensor(sharded.inertia)}
+            | {"reseeded": reseeded.assignments, "reseeded_centres": reseeded.centroids},
             f"{out_file}.{rank}",
         )
     finally:
@@ -265,6 +277,17 @@ def test_collective_math_over_two_processes_matches_one(tmp_path: Path) -> None:
     for part in parts:
         torch.testing.assert_close(part["ema"], centroids)
         assert torch.equal(part["n"], counts)
+    crowded = spherical_kmeans(x, 12, num_iters=8, seed=4)  # 12 clusters of 5 directions: re-seeding runs
+    torch.testing.assert_close(torch.cat([part["sharded"] for part in parts]), crowded.assignments, rtol=0, atol=0)
+    for part in parts:
+        torch.testing.assert_close(part["sharded_centres"], crowded.centroids)
+        assert int(part["sharded_empty"]) == crowded.num_empty == 0
+        assert float(part["sharded_inertia"]) == pytest.approx(crowded.inertia, rel=1e-5)
+    alone = sharded_spherical_kmeans(x, torch.arange(90), 90, 6, 8, initial=_with_a_dead_centroid(x))
+    assert not torch.allclose(alone.centroids[-1], _with_a_dead_centroid(x)[-1])  # the dead one was re-seeded
+    assert torch.equal(torch.cat([part["reseeded"] for part in parts]), alone.assignments)
+    for part in parts:
+        torch.testing.assert_close(part["reseeded_centres"], alone.centroids)
     online = _online_steps(dist.DistInfo(0, 1, 0, torch.device("cpu")))
     torch.testing.assert_close((parts[0]["loss"] + parts[1]["loss"]) / 2, online["loss"])  # DDP averages ranks
     for part in parts:

@@ -30,6 +30,7 @@ __all__ = [
     "kmeans",
     "nmi",
     "pca_whiten",
+    "sharded_spherical_kmeans",
     "sinkhorn",
     "spherical_kmeans",
 ]
@@ -510,12 +511,10 @@ def spherical_kmeans(
     init: Init = "random",
     on_round: Callable[[int], None] | None = None,
 ) -> KMeansResult:
-    """DeepCluster-v2's k-means on the unit sphere, its work split across the processes of ``group``.
+    """DeepCluster-v2's k-means on the unit sphere, on rows every process holds, its work split across them.
 
-    Every process holds the same rows ``x``; process r assigns rows r, r + W, ... The initial centroids are
-    ``num_clusters`` rows drawn with a CPU generator seeded by ``seed`` and broadcast from rank 0; per-cluster
-    sums and counts are all-reduced, so each round gives every process the same centroids. A cluster left
-    empty takes the row worst served by its centroid (chosen over all processes), never stays dead.
+    Process r assigns rows r, r + W, ... (:func:`sharded_spherical_kmeans` on that share), and the assignments
+    are summed across processes at the end so that every process returns all of them.
 
     Args:
         x: (N, D) features, identical on every process of ``group``; L2-normalised here.
@@ -527,45 +526,119 @@ def spherical_kmeans(
         on_round: called with 1 after each round, e.g. to advance a progress bar.
 
     Returns:
-        A :class:`KMeansResult` with unit centroids and the assignment of every row (gathered on every process).
+        A :class:`KMeansResult` with unit centroids and the assignment of every row (on every process).
     """
     _check_kmeans_args(x, num_clusters, num_iters, 1, "torch", init)
     data = F.normalize(x.detach().float(), dim=1)
     rank, world = _rank_and_size(group)
     mine = torch.arange(rank, data.shape[0], world, device=data.device)
-    generator = torch.Generator().manual_seed(seed)
+    initial = None
     if init == "k-means++":
-        centroids = _kmeans_plus_plus(data, data.square().sum(dim=1), num_clusters, generator)
+        generator = torch.Generator().manual_seed(seed)
+        initial = _kmeans_plus_plus(data, data.square().sum(dim=1), num_clusters, generator)
+    shard = sharded_spherical_kmeans(
+        data[mine], mine, data.shape[0], num_clusters, num_iters, seed, group, on_round, initial
+    )
+    assignments = torch.zeros(data.shape[0], dtype=torch.long, device=data.device)
+    assignments[mine] = shard.assignments
+    _sum_across(assignments, group)
+    return KMeansResult(shard.centroids, assignments, shard.inertia, shard.num_empty)
+
+
+def sharded_spherical_kmeans(
+    rows: Tensor,
+    row_ids: Tensor,
+    num_rows: int,
+    num_clusters: int,
+    num_iters: int = 10,
+    seed: int = 0,
+    group: ProcessGroup | None = None,
+    on_round: Callable[[int], None] | None = None,
+    initial: Tensor | None = None,
+) -> KMeansResult:
+    """Spherical k-means on rows that stay on their own process: nothing of size N is ever gathered.
+
+    Each process holds a share of the N rows, with their global ids. The initial centroids are the rows a CPU
+    generator seeded by ``seed`` draws from all N ids, the same draw as on one process; each is all-reduced from
+    the process that holds it. Every round all-reduces the (K, D) sums and (K,) counts. A cluster left empty
+    takes the row worst served by its centroid: each process proposes its worst rows, the candidates (a few
+    numbers) are all-gathered, and the owners contribute the chosen rows. So W processes compute what one
+    process computes on all rows, up to the order of floating-point sums.
+
+    Args:
+        rows: (n_local, D) this process's rows (L2-normalised here); may be empty.
+        row_ids: (n_local,) their global ids in [0, num_rows), ascending.
+        num_rows: N over all processes.
+        num_clusters: K, with 1 <= K <= N.
+        num_iters: assignment + update rounds.
+        seed: seed of the initial rows.
+        group: the processes sharing the rows, or None for one process.
+        on_round: called with 1 after each round.
+        initial: (K, D) starting centroids, identical everywhere (e.g. k-means++ on replicated rows), instead
+            of the seeded draw.
+
+    Returns:
+        A :class:`KMeansResult` whose ``assignments`` are this process's rows' (in ``rows`` order); centroids,
+        inertia and ``num_empty`` are global.
+    """
+    if not 1 <= num_clusters <= num_rows:
+        raise ValueError(f"num_clusters must lie in [1, {num_rows}] (the number of rows), got {num_clusters}")
+    data = F.normalize(rows.detach().float(), dim=1)
+    ids = row_ids.to(data.device)
+    if initial is not None:
+        centroids = F.normalize(initial.detach().float().to(data.device), dim=1)
     else:
-        centroids = data[torch.randperm(data.shape[0], generator=generator)[:num_clusters].to(data.device)].clone()
-    if group is not None:
-        torch_dist.broadcast(centroids, src=torch_dist.get_global_rank(group, 0), group=group)
+        chosen = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))[:num_clusters]
+        centroids = _rows_by_id(data, ids, chosen.to(data.device), group)
     for _ in range(num_iters):
-        similarity, labels = (data[mine] @ centroids.T).max(dim=1)
-        sums = torch.zeros_like(centroids).index_add_(0, labels, data[mine])
-        counts = torch.bincount(labels, minlength=num_clusters).to(data.dtype)
-        _sum_across(sums, group)
-        _sum_across(counts, group)
+        similarity, labels = (data @ centroids.T).max(dim=1) if len(data) else _no_rows(data, centroids)
+        sums = _sum_across(torch.zeros_like(centroids).index_add_(0, labels, data), group)
+        counts = _sum_across(torch.bincount(labels, minlength=num_clusters).to(data.dtype), group)
         filled = counts > 0
         centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
         empty = torch.nonzero(~filled).squeeze(1)
         if empty.numel():
-            distance = torch.zeros(data.shape[0], dtype=data.dtype, device=data.device)
-            distance[mine] = 1.0 - similarity
-            worst = _sum_across(distance, group).topk(empty.numel()).indices
-            centroids[empty] = data[worst]
+            worst = _worst_ids(1.0 - similarity, ids, empty.numel(), group)
+            centroids[empty] = _rows_by_id(data, ids, worst, group)
         if on_round is not None:
             on_round(1)
-    assignments = torch.zeros(data.shape[0], dtype=torch.long, device=data.device)
-    assignments[mine] = (data[mine] @ centroids.T).argmax(dim=1)
-    _sum_across(assignments, group)
-    counts = torch.bincount(assignments, minlength=num_clusters)
-    return KMeansResult(
-        centroids=centroids,
-        assignments=assignments,
-        inertia=_inertia(data, centroids, assignments, 8192),
-        num_empty=int((counts == 0).sum()),
-    )
+    assignments = (data @ centroids.T).argmax(dim=1) if len(data) else torch.zeros(0, dtype=torch.long)
+    inertia = torch.tensor([_inertia(data, centroids, assignments, 8192)], dtype=torch.float64, device=data.device)
+    counts = _sum_across(torch.bincount(assignments, minlength=num_clusters), group)
+    return KMeansResult(centroids, assignments, float(_sum_across(inertia, group)), int((counts == 0).sum()))
+
+
+def _no_rows(data: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
+    """(similarity, label) of zero rows: a process may hold none."""
+    return torch.zeros(0, dtype=data.dtype, device=data.device), torch.zeros(0, dtype=torch.long, device=data.device)
+
+
+def _rows_by_id(data: Tensor, ids: Tensor, wanted: Tensor, group: ProcessGroup | None) -> Tensor:
+    """(len(wanted), D) the rows of global ids ``wanted``, each contributed by the process that holds it."""
+    picked = torch.zeros(len(wanted), data.shape[1], dtype=data.dtype, device=data.device)
+    if len(ids):
+        position = torch.searchsorted(ids, wanted).clamp_max(len(ids) - 1)
+        held = ids[position] == wanted
+        picked[held] = data[position[held]]
+    return _sum_across(picked, group)
+
+
+def _worst_ids(distance: Tensor, ids: Tensor, count: int, group: ProcessGroup | None) -> Tensor:
+    """Global ids of the ``count`` rows farthest from their centroid, over every process."""
+    local = min(count, len(distance))
+    values = torch.full((count,), -math.inf, dtype=distance.dtype, device=distance.device)
+    owners = torch.full((count,), -1, dtype=torch.long, device=distance.device)
+    if local:
+        top = distance.topk(local)
+        values[:local], owners[:local] = top.values, ids[top.indices]
+    if group is not None:
+        world = torch_dist.get_world_size(group)
+        gathered_values = [torch.empty_like(values) for _ in range(world)]
+        gathered_owners = [torch.empty_like(owners) for _ in range(world)]
+        torch_dist.all_gather(gathered_values, values, group=group)
+        torch_dist.all_gather(gathered_owners, owners, group=group)
+        values, owners = torch.cat(gathered_values), torch.cat(gathered_owners)
+    return owners[values.topk(count).indices]
 
 
 @torch.no_grad()

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from decar._console import progress_bar
 from decar._io import atomic_write
 from decar._lock import output_lock
 from decar.audio import AudioError, list_audio_files, load_audio
@@ -387,15 +387,7 @@ def _extract(
     todo = extractor.split_done(jobs, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("[bold]embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not progress,
-    )
+    bar = progress_bar("[bold]embedding", "speed", transient=False, disable=not progress, console=console)
     try:
         with bar:
             task = bar.add_task("embed", total=len(jobs), completed=summary.skipped_existing, speed="")

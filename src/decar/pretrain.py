@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from decar import dist
+from decar._console import progress_bar
 from decar._io import atomic_write_text, remove_orphan_temporaries
 from decar._lock import output_lock
 from decar.audio import list_audio_files
@@ -623,14 +624,7 @@ class Trainer:
         }
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            disable=not self.info.is_main,
-            transient=True,
-        )
+        return progress_bar(disable=not self.info.is_main)
 
 
 def assignment_health(

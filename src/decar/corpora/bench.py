@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
+from decar._console import progress_bar
 from decar._io import atomic_write_text
 from decar.corpora.catalog import build_catalog
 from decar.corpora.clips import ClipSpec, FileCut, render_all
@@ -62,14 +63,7 @@ class Bench:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    return progress_bar(console=console, transient=False)
 
 
 def _claim_output(out: Path, seed: int, scale: float) -> None:

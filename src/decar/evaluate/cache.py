@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import decar
+from decar._console import progress_bar
 from decar._io import atomic_write, atomic_write_text
 from decar.audio import AudioError, load_audio
 from decar.embed import MIN_SECONDS
@@ -126,16 +125,7 @@ def embed_clips(
     folder = Path(cache_dir) / model.fingerprint if cache_dir is not None else None
     results: list[np.ndarray | str | None] = [None] * len(clips)
     keys = [clip_key(clip) for clip in clips] if folder is not None else [None] * len(clips)
-    bar = Progress(
-        TextColumn(f"[bold]embedding[/] {escape(model.name)}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not progress,
-        transient=True,
-    )
+    bar = progress_bar(f"[bold]embedding[/] {escape(model.name)}", "note", disable=not progress)
     with bar:
         task = bar.add_task("embed", total=len(clips), note="")
         todo = []

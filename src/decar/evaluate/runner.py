@@ -33,19 +33,10 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 
 import decar
-from decar._console import print_table
+from decar._console import print_table, progress_bar
 from decar._io import atomic_write, atomic_write_text
 from decar._lock import output_lock
 from decar.checkpoint import git_sha
@@ -376,16 +367,7 @@ def _targets(clips: list[Clip], vocabulary: list[str], multilabel: bool) -> np.n
 
 def _fitting_progress(enabled: bool) -> Progress:
     """A bar for probe fitting and fine-tuning (after the embedding bar has gone: rich shows one at a time)."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not enabled,
-    )
+    return progress_bar(disable=not enabled)
 
 
 class ProbeProgress:

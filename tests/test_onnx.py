@@ -157,3 +157,18 @@ def test_missing_onnx_says_how_to_install(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
     with pytest.raises(ImportError, match=r"pip install 'decar\[onnx\]'"):
         export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+
+
+def test_cli_export_says_what_the_graph_takes(small_checkpoint: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from decar.cli import app
+
+    runner = CliRunner()
+    for extra, graph_input in (([], "logmel"), (["--frontend"], "waveform")):
+        result = runner.invoke(app, ["export-onnx", str(small_checkpoint), "-o", str(tmp_path / "m.onnx"), *extra])
+        assert result.exit_code == 0, result.output
+        session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [graph_input]
+    help_text = runner.invoke(app, ["export-onnx", "--help"], env={"COLUMNS": "200"}).output
+    assert "normalised log-mel" in help_text and "--frontend" in help_text

@@ -203,16 +203,23 @@ def embed(
 def export_onnx(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (checkpoint.pt or encoder.safetensors).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset version (default 17; 18 with --frontend).")] = None,
+    frontend: Annotated[
+        bool, typer.Option(help="Take raw waveforms at the model's rate instead of normalised log-mel.")
+    ] = False,
 ) -> None:
-    """Export the frontend and encoder of a checkpoint to ONNX (needs decar's onnx extra)."""
+    """Export a checkpoint's encoder to ONNX (needs decar's onnx extra).
+
+    The graph takes the normalised log-mel (batch, 1, frames, mels); its metadata holds the frontend settings and
+    normalisation statistics. With --frontend it takes raw waveforms (batch, samples) and computes the log-mel.
+    """
     try:
         from decar.integrations.onnx import export_onnx as export
     except ImportError as err:
         _fail(RuntimeError(f"ONNX export is unavailable ({err}); install it with: pip install 'decar[onnx]'"))
     try:
-        path = export(checkpoint, output, opset=opset)
-    except USER_ERRORS as err:
+        path = export(checkpoint, output, opset=opset, include_frontend=frontend)
+    except (*USER_ERRORS, ImportError) as err:
         _fail(err)
     typer.echo(f"wrote {path}")
 

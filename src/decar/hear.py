@@ -78,7 +78,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
         on MPS, which lacks it): hear-validator allows 1e-3 ms of spacing jitter, and float32 steps exceed that
         beyond about 8.4 s whenever frame times are not exactly representable.
     """
-    _check_audio(audio, model)
+    audio = _check_audio(audio, model)
     embeddings, timestamps = model.encoder.embed_frames(audio, batch_size=model.batch_size)
     device = _device(model)
     time_dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -95,17 +95,22 @@ def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
         audio: float (n, samples) at ``model.sample_rate``, in [-1, 1].
         model: from `load_model`.
     """
-    _check_audio(audio, model)
+    audio = _check_audio(audio, model)
     embeddings = model.encoder.embed(audio, batch_size=model.batch_size)
     return torch.from_numpy(embeddings).to(_device(model))
 
 
-def _check_audio(audio: Tensor, model: HearModel) -> None:
-    """HEAR hands a rectangular batch at the model's rate; say clearly what else arrived."""
+def _check_audio(audio: Tensor | np.ndarray, model: HearModel) -> Tensor:
+    """HEAR hands a rectangular batch at the model's rate (a numpy array is taken too); say clearly what else
+    arrived."""
     if not isinstance(model, HearModel):
         raise TypeError(f"model must come from decar.hear.load_model, got {type(model).__name__}")
+    if isinstance(audio, np.ndarray):
+        audio = torch.from_numpy(audio)
     if not isinstance(audio, Tensor):
-        raise TypeError(f"audio must be a torch.Tensor of shape (n, samples), got {type(audio).__name__}")
+        raise TypeError(
+            f"audio must be a torch.Tensor (or numpy array) of shape (n, samples), got {type(audio).__name__}"
+        )
     if audio.ndim != 2:
         raise ValueError(
             f"audio must have shape (n, samples) at {model.sample_rate} Hz, got shape {tuple(audio.shape)}"
@@ -114,6 +119,7 @@ def _check_audio(audio: Tensor, model: HearModel) -> None:
         raise ValueError(f"audio must be a float tensor with samples in [-1, 1], got dtype {audio.dtype}")
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio must hold at least one clip of at least one sample, got shape {tuple(audio.shape)}")
+    return audio
 
 
 def _device(model: HearModel) -> torch.device:

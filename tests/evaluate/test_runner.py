@@ -208,6 +208,9 @@ def test_markdown_and_confusion(logmel_run: tuple[Path, dict[str, Any]]) -> None
     low, high = kinds["ci95"]
     assert f"| kinds | top1_acc | {kinds['mean']:.4f} ± {kinds['std']:.4f} | [{low:.4f}, {high:.4f}] | 18 |" in md
     assert "| mixes | mAP |" in md and TEST_SELECTED_NOTE not in md
+    macro_f1 = kinds["metrics"]["macro_f1"]
+    assert f"| kinds | macro_f1 | {macro_f1['mean']:.4f} ± {macro_f1['std']:.4f} |" in md  # not only top-1
+    assert "| mixes | d_prime |" in md
     assert (out / "confusion_kinds.png").stat().st_size > 1000
     assert (out / "confusion_kinds_kfold.png").is_file()
     assert not (out / "confusion_mixes.png").exists()

@@ -125,6 +125,11 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"{TEST_SELECTED_NOTE}: the probe epoch was chosen by test accuracy, as in the DECAR/LAPE code; "
             "these numbers are optimistic and not comparable with validation-selected ones."
         )
+    lines += ["", "## Every metric (test, mean ± std over seeds)", ""]
+    lines += ["| task | metric | mean ± std |", "|---|---|---|"]
+    for name, task in results["tasks"].items():
+        for metric, value in task.get("metrics", {}).items():
+            lines.append(f"| {name} | {metric} | {format_score(value['mean'], value['std'], len(results['seeds']))} |")
     failed = [(name, f) for name, task in results["tasks"].items() for f in task["failures"]]
     if failed:
         lines += ["", f"## Clips that failed ({len(failed)}, left out)", ""]

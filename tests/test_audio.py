@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from decar.audio import AudioError, audio_info, list_audio_files, load_audio
+from decar.audio import AudioError, audio_info, list_audio_files, list_entry, load_audio
 
 
 def tone(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -302,3 +302,12 @@ def test_a_missing_list_entry_is_kept_for_the_command_to_report(
     assert "line 2: " in caplog.text and "missing.wav' does not exist" in caplog.text
     with pytest.raises(AudioError, match=r"missing\.wav.*does not exist"):
         audio_info(tmp_path / "missing.wav")
+
+
+def test_list_files_round_trip_any_file_name(tmp_path: Path) -> None:
+    names = ["plain.wav", "new\nline.wav", "para\u2028sep.wav", '"quoted".wav', "tab\there.wav", "ünï 名.wav"]
+    for name in names:
+        sf.write(tmp_path / name, np.zeros(1600, dtype=np.float32), 16000)
+    listing = tmp_path / "files.txt"
+    listing.write_text("# a run's files.txt\n" + "".join(f"{list_entry(tmp_path / n)}\n" for n in names))
+    assert list_audio_files(listing) == [tmp_path / n for n in names]

@@ -6,6 +6,7 @@ clip among thousands is found from the message alone instead of from a libsndfil
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -251,10 +252,15 @@ def _read_list_file(list_file: Path) -> list[Path]:
         ) from err
     base = list_file.parent
     paths: list[Path] = []
-    for line_number, raw_line in enumerate(text.splitlines(), start=1):
+    for line_number, raw_line in enumerate(text.split("\n"), start=1):
         entry = raw_line.strip()
         if not entry or entry.startswith("#"):
             continue
+        if len(entry) > 1 and entry.startswith('"') and entry.endswith('"'):
+            try:
+                entry = json.loads(entry)  # a name with a line break, written by list_entry
+            except json.JSONDecodeError as err:
+                raise ValueError(f"audio list '{list_file}' line {line_number}: bad quoted path ({err.msg})") from err
         path = Path(entry).expanduser()
         if not path.is_absolute():
             path = base / path
@@ -263,6 +269,14 @@ def _read_list_file(list_file: Path) -> list[Path]:
             log.warning("audio list '%s' line %d: '%s' %s", list_file, line_number, path, problem)
         paths.append(path)
     return paths
+
+
+def list_entry(path: str | os.PathLike[str]) -> str:
+    """One line of an audio list file for ``path``: as is, or JSON-quoted when the name holds a line break or
+    starts with a quote (the list reader decodes both), so that no file name can break the one-per-line format."""
+    text = str(path)
+    needs_quotes = any(c in text for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") or text.startswith('"')
+    return json.dumps(text, ensure_ascii=False) if needs_quotes else text
 
 
 def list_audio_files(source: str | os.PathLike[str]) -> list[Path]:

@@ -32,7 +32,7 @@ from decar import dist
 from decar._console import progress_bar
 from decar._io import atomic_write_text, remove_orphan_temporaries
 from decar._lock import output_lock
-from decar.audio import list_audio_files
+from decar.audio import list_audio_files, list_entry
 from decar.augment import build_augmentation
 from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
 from decar.cluster import ami, cluster_size_stats, nmi
@@ -140,7 +140,7 @@ class Trainer:
             for orphan in remove_orphan_temporaries(out_dir):
                 log.info("removed %s, left by a write that was killed", orphan.name)
             cfg.to_yaml(out_dir / "config.yaml")
-            atomic_write_text(out_dir / "files.txt", "".join(f"{p}\n" for p in self.files))
+            atomic_write_text(out_dir / "files.txt", "".join(f"{list_entry(p)}\n" for p in self.files))
         self.dataset = AudioCrops(
             self.files,
             cfg.frontend,

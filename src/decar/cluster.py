@@ -591,7 +591,7 @@ def sharded_spherical_kmeans(
         chosen = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))[:num_clusters]
         centroids = _rows_by_id(data, ids, chosen.to(data.device), group)
     for _ in range(num_iters):
-        similarity, labels = (data @ centroids.T).max(dim=1) if len(data) else _no_rows(data, centroids)
+        similarity, labels = _nearest_centroid(data, centroids)
         sums = _sum_across(torch.zeros_like(centroids).index_add_(0, labels, data), group)
         counts = _sum_across(torch.bincount(labels, minlength=num_clusters).to(data.dtype), group)
         filled = counts > 0
@@ -602,15 +602,19 @@ def sharded_spherical_kmeans(
             centroids[empty] = _rows_by_id(data, ids, worst, group)
         if on_round is not None:
             on_round(1)
-    assignments = (data @ centroids.T).argmax(dim=1) if len(data) else torch.zeros(0, dtype=torch.long)
+    assignments = _nearest_centroid(data, centroids)[1]
     inertia = torch.tensor([_inertia(data, centroids, assignments, 8192)], dtype=torch.float64, device=data.device)
     counts = _sum_across(torch.bincount(assignments, minlength=num_clusters), group)
     return KMeansResult(centroids, assignments, float(_sum_across(inertia, group)), int((counts == 0).sum()))
 
 
-def _no_rows(data: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
-    """(similarity, label) of zero rows: a process may hold none."""
-    return torch.zeros(0, dtype=data.dtype, device=data.device), torch.zeros(0, dtype=torch.long, device=data.device)
+def _nearest_centroid(data: Tensor, centroids: Tensor, chunk: int = 65536) -> tuple[Tensor, Tensor]:
+    """(similarity, index) of each row's most similar centroid, ``chunk`` rows at a time: memory chunk x K, not
+    N x K (8 GB at 2 M rows and K = 1024); a process may hold no row."""
+    best = [(part @ centroids.T).max(dim=1) for part in data.split(chunk)]
+    if not best:
+        return data.new_zeros(0), torch.zeros(0, dtype=torch.long, device=data.device)
+    return torch.cat([b.values for b in best]), torch.cat([b.indices for b in best])
 
 
 def _rows_by_id(data: Tensor, ids: Tensor, wanted: Tensor, group: ProcessGroup | None) -> Tensor:

@@ -7,7 +7,9 @@ For N clips split over W ranks (W = 1, 2, 4, 8), with dcv2's 128-d projections a
 - spherical k-means seconds per round on one rank's shard (`sharded_spherical_kmeans` on N/W rows: what each
   rank computes; the all-reduce adds K x 128 floats per round, 0.5 MB at K = 1024);
 - checkpoint size and write time of the per-clip state of one rank (torch.save, then fsync);
-- a projected epoch time on 1 and 8 GPUs from clips/s measured on an H200 (BENCHMARKS.md), for each method.
+- a projected epoch time on 1 and 8 GPUs for each method: training and v1's extra pass at the clips/s measured
+  on an H200 (benchmarks/results/methods_cuda_fp32.json), k-means at this CPU's time per round for one rank's
+  shard (a GPU is faster: an upper bound).
 
     .venv/bin/python benchmarks/bench_scaling.py --clips 2000000 --json benchmarks/results/scaling_2m.json
 """
@@ -25,11 +27,22 @@ import torch
 
 from decar.cluster import sharded_spherical_kmeans
 
-GPU_CLIPS_PER_S = {"deepcluster_v1": 2361.0, "dcv2": 3756.0, "online": 3529.0 / 2}
-"""fp32 clips/s of each method on one H200, AudioNTT d = 512, batch 256 (BENCHMARKS.md, 2026-11-30); online's
-figure was measured with one view per clip and is halved for its two views."""
-GPU_BARE_FORWARD_CLIPS_PER_S = 43281.0 * 3
-"""v1's extra pass is forward only, about 3x a forward + backward step (bare loop, same table)."""
+GPU_RESULTS = Path(__file__).resolve().parent / "results" / "methods_cuda_fp32.json"
+"""One H200, fp32, AudioNTT d = 512, batch 256, 4096 clips, 12 loader workers (BENCHMARKS.md, 2026-11-30)."""
+
+
+def gpu_rates() -> dict[str, dict[str, float]]:
+    """Per method, the measured training clips/s (the epoch's training time only) and, for v1, its extra pass's
+    clips/s, from the GPU benchmark; online's training rate was measured with one view and is halved for its
+    two. Clustering is not taken from there: at 4096 clips it says nothing of 2 M."""
+    measured = json.loads(GPU_RESULTS.read_text())
+    clips = measured["args"]["clips"]
+    rates = {}
+    for method, row in measured["methods"].items():
+        train = clips / row["seconds_train"] / (2 if method == "online" else 1)
+        extra = clips / row["seconds_extra_pass"] if row["seconds_extra_pass"] > 0 else None
+        rates[method] = {"train_clips_per_s": train, "extra_pass_clips_per_s": extra}
+    return rates
 
 
 def kmeans_seconds_per_round(rows: int, dim: int, clusters: int, rounds: int) -> float:
@@ -94,11 +107,13 @@ def main() -> None:
             )
     projection = {}
     by_ranks = {row["ranks"]: row for row in rows}
+    rates = gpu_rates()
     for gpus in (1, 8):
         cluster_s = by_ranks[gpus]["kmeans_s_per_round"] * args.kmeans_rounds if gpus in by_ranks else None
-        for method, rate in GPU_CLIPS_PER_S.items():
-            train_s = n / (rate * gpus)
-            extra_s = n / (GPU_BARE_FORWARD_CLIPS_PER_S * gpus) if method == "deepcluster_v1" else 0.0
+        for method, rate in rates.items():
+            train_s = n / (rate["train_clips_per_s"] * gpus)
+            extra_rate = rate["extra_pass_clips_per_s"]
+            extra_s = n / (extra_rate * gpus) if extra_rate else 0.0
             clustering = 0.0 if method == "online" else (cluster_s or 0.0)
             projection[f"{method}@{gpus}"] = {
                 "train_s": train_s,

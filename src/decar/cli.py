@@ -446,6 +446,30 @@ def build_bench_command(
         _fail(err)
 
 
+@data_app.command("shard")
+def shard_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files, folders (recursive) and list files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Shard folder: shard-*.tar, shard-*.json, index.json.")],
+    shard_size: Annotated[int, typer.Option(help="Input files per shard.")] = 1000,
+    sample_rate: Annotated[int, typer.Option(help="Rate of the clips in the shards.")] = 16000,
+    encoding: Annotated[
+        str, typer.Option(help="flac (compact) or pcm16 (16-bit .npy: about 1.7x larger, read without decoding).")
+    ] = "flac",
+) -> None:
+    """Write audio as tar shards (WebDataset layout: <id>.flac + <id>.json) with an index; bad files are skipped
+    and named. Rerunning resumes: shards already written are kept."""
+    from decar.shards import ShardError, write_shards
+
+    try:
+        index = write_shards(inputs, out, shard_size, sample_rate, console, encoding)
+    except (ShardError, *USER_ERRORS) as err:
+        _fail(err)
+    typer.echo(
+        f"{index['total_samples']} clips ({index['total_seconds'] / 3600:.2f} h) in {len(index['shards'])} shards, "
+        f"{len(index['skipped'])} files skipped; wrote {out / 'index.json'}"
+    )
+
+
 @data_app.command("audioset")
 def audioset_command(
     root: Annotated[Path, typer.Argument(help="AudioSet: the release's CSVs and a folder of downloaded clips.")],

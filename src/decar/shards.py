@@ -71,7 +71,10 @@ def _encoded(wave: np.ndarray, sample_rate: int, encoding: str) -> tuple[str, by
 
 def _write_shard(out: Path, number: int, files: Sequence[Path], sample_rate: int, encoding: str) -> dict[str, Any]:
     """Decode `files`, write the decodable ones as shard `number`; its sidecar record (also written)."""
-    import webdataset as wds  # writing only: reading needs no more than tarfile
+    try:
+        import webdataset as wds  # writing only: reading needs no more than tarfile
+    except ImportError as err:
+        raise ShardError("writing shards needs webdataset: pip install 'decar[shards]' (or webdataset)") from err
 
     record: dict[str, Any] = {"samples": 0, "sources": [], "durations": [], "skipped": {}}
     payload = io.BytesIO()

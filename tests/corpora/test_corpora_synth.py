@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -52,3 +55,23 @@ def test_label_rules() -> None:
     assert espeak_voice_for("fr_CA", voices) == "fr"
     assert espeak_voice_for("zh_TW", voices) == "cmn"
     assert espeak_voice_for("xx", voices) is None
+
+
+def test_espeak_works_from_a_data_path_longer_than_its_buffer(tmp_path: Path) -> None:
+    """espeak-ng silently ignores a data path of 160 bytes or more (a venv under a long folder has one): decar
+    hands it a short link instead. Run in a child process, as espeak-ng keeps global state."""
+    from decar.corpora.synth import ESPEAK_PATH_LIMIT, espeak_data_path
+
+    deep = tmp_path / ("a_rather_long_folder_name_" * 8)
+    deep.mkdir()
+    (deep / "espeak-ng-data").symlink_to(espeak_data_path(), target_is_directory=True)
+    assert len(str(deep / "espeak-ng-data")) > ESPEAK_PATH_LIMIT
+    program = (
+        "import decar.corpora.synth as s, pathlib; "
+        f"s.espeak_data_path = lambda: pathlib.Path({str(deep / 'espeak-ng-data')!r}); "
+        "from decar.corpora.clips import speak_isolated; "
+        "[wave] = speak_isolated([s.Utterance('hello', 'en')]); print(len(wave))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 1000 and "Error processing file" not in done.stderr

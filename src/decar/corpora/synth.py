@@ -8,7 +8,9 @@ with `mido`; many notes go into one MIDI file, since each render parses the whol
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,33 @@ def espeak_data_path() -> Path:
     import espeakng_loader
 
     return Path(espeakng_loader.get_data_path())
+
+
+ESPEAK_PATH_LIMIT = 150
+"""espeak-ng keeps its data path in a 160-byte buffer and, given a longer one, silently falls back to the path it
+was built with; the data path inside a virtual environment under a long folder passes that limit."""
+
+
+def _short_data_path() -> Path:
+    """The espeak-ng data folder, or a short symlink to it (in /tmp) when its path is too long for espeak-ng."""
+    data = espeak_data_path()
+    if len(str(data)) < ESPEAK_PATH_LIMIT:
+        return data
+    for folder in (Path("/tmp"), Path(tempfile.gettempdir()), Path.home()):
+        link = folder / f"decar-espeak-{hashlib.sha1(str(data).encode()).hexdigest()[:12]}"
+        if len(str(link)) >= ESPEAK_PATH_LIMIT:
+            continue
+        try:
+            link.symlink_to(data, target_is_directory=True)
+        except FileExistsError:
+            pass  # made by another process or an earlier run
+        except OSError:
+            continue
+        if link.resolve() == data.resolve():
+            return link
+    raise RuntimeError(
+        f"espeak-ng cannot use its data folder {data}: the path is too long and no short link could be made"
+    )
 
 
 def espeak_languages() -> list[str]:
@@ -59,7 +88,7 @@ class Espeak:
         import espeakng_loader
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(espeak_data_path()).encode(), 0)
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(_short_data_path()).encode(), 0)
         if rate <= 0:
             raise RuntimeError(f"espeak-ng failed to initialise (code {rate})")
         self.sample_rate = int(rate)

@@ -172,10 +172,11 @@ def embed(
     """
     from decar.embed import NoBundledModelError
     from decar.extract import extract_embeddings
+    from decar.tables import TABLE_FORMATS
 
     try:
-        if output_format not in ("npy", "npz", "parquet"):
-            raise ValueError(f"--format {output_format!r}: choose npy, npz or parquet")
+        if output_format != "npy" and output_format not in TABLE_FORMATS:
+            raise ValueError(f"--format {output_format!r}: choose npy, {' or '.join(TABLE_FORMATS)}")
         encoder = decar.load(model, device=device, precision=precision, channels_last=channels_last)
         summary = extract_embeddings(
             inputs,

@@ -48,6 +48,7 @@ def write_demo_audio(out: Path) -> tuple[Path, Path]:
 def run_demo(out: Path, minutes: float = 3.0, seeds: int = 3) -> str:
     """Generate the audio, pretrain the tiny config for `minutes`, compare it with the baselines; the report."""
     from decar.config import load_config
+    from decar.embed import bundled_model_path
     from decar.evaluate.bench import run_bench
     from decar.pretrain import fit
 
@@ -63,16 +64,9 @@ def run_demo(out: Path, minutes: float = 3.0, seeds: int = 3) -> str:
     fit(config, corpus, run, resume=(run / "checkpoint.pt").is_file())
     checkpoint = str(run / "checkpoint.pt")
     models = [checkpoint, f"random:{checkpoint}", "logmel-stats"]
-    bundled = _bundled_model()
+    bundled = bundled_model_path()
     if bundled is not None:
         models.insert(0, str(bundled))
     else:
         log.info("no pretrained model ships with this decar release yet: the table has none")
     return run_bench(bench, models, out / "results", ("linear",), seeds)
-
-
-def _bundled_model() -> Path | None:
-    """The pretrained model inside the package, when this release has one."""
-    from decar.embed import bundled_model_path
-
-    return bundled_model_path()

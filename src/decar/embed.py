@@ -36,6 +36,14 @@ BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "decar.safetens
 """Where the pretrained model decar ships lives inside the package (fp16 safetensors with its config)."""
 
 
+def long_enough(path: str | Path, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``wave`` (decoded from ``path``) when an encoder can embed it; AudioError naming the file when it is
+    shorter than MIN_SECONDS, so that every command skips such a file with the same reason."""
+    if len(wave) < MIN_SECONDS * sample_rate:
+        raise AudioError(path, f"too short ({len(wave) / sample_rate:.3f} s < {MIN_SECONDS} s)")
+    return wave
+
+
 def bundled_model_path() -> Path | None:
     """The bundled model's file, or None while this release ships none."""
     return BUNDLED_MODEL if BUNDLED_MODEL.is_file() else None
@@ -249,10 +257,7 @@ class AudioEncoder(nn.Module):
             if sample_rate is not None:
                 raise ValueError("sample_rate applies to waveforms; audio files are read at their own rate")
             paths = [audio] if isinstance(audio, str | Path) else list(audio)
-            clips = [load_audio(path, self.sample_rate) for path in paths]
-            for path, clip in zip(paths, clips, strict=True):
-                if clip.size < MIN_SECONDS * self.sample_rate:
-                    raise AudioError(path, f"too short ({clip.size / self.sample_rate:.3f} s < {MIN_SECONDS} s)")
+            clips = [long_enough(path, load_audio(path, self.sample_rate), self.sample_rate) for path in paths]
             return self._prepare(clips, None)
         if isinstance(audio, torch.Tensor | np.ndarray):
             array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)

@@ -43,7 +43,7 @@ from decar._console import progress_bar
 from decar._io import atomic_write
 from decar._lock import output_lock
 from decar.audio import AudioError, list_audio_files, load_audio
-from decar.embed import MIN_SECONDS, AudioEncoder
+from decar.embed import AudioEncoder, long_enough
 from decar.fingerprint import model_fingerprint
 from decar.tables import TABLE_FORMATS, folder_table
 
@@ -195,10 +195,8 @@ def _write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
 
 def _load(job: _Job, sample_rate: int) -> _Loaded:
     try:
-        clip = load_audio(job.audio, sample_rate)
-        if len(clip) < MIN_SECONDS * sample_rate:  # the encoder's own check would fail the whole batch
-            return _Loaded(job, error=f"too short ({len(clip) / sample_rate:.3f} s < {MIN_SECONDS} s)")
-        return _Loaded(job, clip=clip)
+        # checked here: the encoder's own check would fail the whole batch
+        return _Loaded(job, clip=long_enough(job.audio, load_audio(job.audio, sample_rate), sample_rate))
     except AudioError as err:
         return _Loaded(job, error=err.reason)
     except Exception as err:  # any other decoding problem is this file's, not the run's

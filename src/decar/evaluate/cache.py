@@ -25,7 +25,7 @@ import decar
 from decar._console import progress_bar
 from decar._io import atomic_write, atomic_write_text
 from decar.audio import AudioError, load_audio
-from decar.embed import MIN_SECONDS
+from decar.embed import long_enough
 from decar.evaluate.models import EvalModel
 from decar.evaluate.tasks.base import Clip
 
@@ -70,9 +70,9 @@ def iter_waveforms(clips: list[Clip], sample_rate: int) -> Iterator[tuple[Clip, 
     """
     for clip in clips:
         try:
-            wave = load_audio(clip.path, sample_rate, clip.start_s, clip.duration_s)
-            if len(wave) < MIN_SECONDS * sample_rate:
-                raise AudioError(clip.path, f"too short ({len(wave) / sample_rate:.3f} s < {MIN_SECONDS} s)")
+            wave = long_enough(
+                clip.path, load_audio(clip.path, sample_rate, clip.start_s, clip.duration_s), sample_rate
+            )
             yield clip, wave
         except AudioError as error:
             yield clip, error

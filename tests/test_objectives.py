@@ -19,6 +19,7 @@ from decar.checkpoint import load_checkpoint
 from decar.cluster import ema_centroids, nmi, sharded_spherical_kmeans, sinkhorn, spherical_kmeans
 from decar.config import load_config
 from decar.objectives import create_objective, list_objectives
+from decar.objectives.base import SampleShare
 from decar.objectives.projection import MemoryBank
 from decar.optim import Lars
 from decar.pretrain import fit
@@ -92,8 +93,8 @@ def test_ema_centroids_move_only_clusters_with_members() -> None:
 def test_memory_bank_overwrites_only_the_given_rows() -> None:
     bank = MemoryBank(6, 3)
     info = dist.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    bank.write(torch.tensor([4, 1]), torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), info)
-    bank.write(torch.tensor([4]), torch.tensor([[0, 0, 1.0]]), info)
+    bank.write(torch.tensor([4, 1]), torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), info, SampleShare(6))
+    bank.write(torch.tensor([4]), torch.tensor([[0, 0, 1.0]]), info, SampleShare(6))
     assert bank.filled.tolist() == [False, True, False, False, True, False]
     assert bank.features[4].tolist() == [0, 0, 1.0] and bank.features[1].tolist() == [0, 1.0, 0]
     assert bank.features[0].abs().sum() == 0

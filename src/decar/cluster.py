@@ -171,6 +171,15 @@ def _resolve_backend(backend: str, x: Tensor) -> str:
     return "faiss" if backend == "faiss" or x.device.type == "cpu" else "torch"
 
 
+def spherical_kmeans_plus_plus(rows: Tensor, num_clusters: int, seed: int) -> Tensor:
+    """(K, D) unit k-means++ seeds among the L2-normalised ``rows``, drawn by a CPU generator seeded by ``seed``."""
+    if not 1 <= num_clusters <= len(rows):
+        raise ValueError(f"k-means++ needs at least K = {num_clusters} rows, got {len(rows)}")
+    data = F.normalize(rows.detach().float(), dim=1)
+    generator = torch.Generator().manual_seed(seed)
+    return _kmeans_plus_plus(data, data.square().sum(dim=1), num_clusters, generator)
+
+
 def _kmeans_plus_plus(x: Tensor, sq_norms: Tensor, num_clusters: int, generator: torch.Generator) -> Tensor:
     """(K, D) rows picked by greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's default).
 
@@ -391,6 +400,25 @@ def ami(labels_a: Tensor | np.ndarray | Sequence[int], labels_b: Tensor | np.nda
     return float(adjusted_mutual_info_score(a, b))
 
 
+def labels_from_contingency(table: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two labelings whose contingency table is ``table`` (rows: the first labeling's ids, columns: the second's).
+
+    NMI and AMI depend on the labelings only through this table, so tables summed over processes give the
+    scores of the whole corpus while each process's labels stay where they are.
+    """
+    counts = np.asarray(table.cpu() if isinstance(table, Tensor) else table, dtype=np.int64)
+    if counts.ndim != 2 or (counts < 0).any():
+        raise ValueError(f"a contingency table is a 2-D table of counts, got shape {counts.shape}")
+    cells = np.repeat(np.arange(counts.size), counts.ravel())
+    return cells // counts.shape[1], cells % counts.shape[1]
+
+
+def contingency(labels_a: Tensor, labels_b: Tensor, size_a: int, size_b: int) -> Tensor:
+    """(size_a, size_b) int64 counts of each pair of labels (ids in [0, size_a) and [0, size_b))."""
+    pairs = labels_a.long() * size_b + labels_b.long()
+    return torch.bincount(pairs, minlength=size_a * size_b).reshape(size_a, size_b)
+
+
 def _as_label_array(labels: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
     """1-D numpy view of labels given as a tensor, array or sequence."""
     array = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
@@ -419,7 +447,11 @@ def cluster_size_stats(assignments: Tensor, num_clusters: int) -> ClusterSizeSta
         ``{"min", "median", "max", "empty"}`` over all K cluster sizes; the median of an even K is the
         mean of the two middle sizes.
     """
-    counts = _cluster_counts(assignments, num_clusters)
+    return size_stats_of_counts(_cluster_counts(assignments, num_clusters))
+
+
+def size_stats_of_counts(counts: Tensor) -> ClusterSizeStats:
+    """:func:`cluster_size_stats` from the (K,) member counts (e.g. summed over processes)."""
     return ClusterSizeStats(
         min=int(counts.min()),
         median=float(counts.double().quantile(0.5)),

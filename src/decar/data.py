@@ -11,14 +11,15 @@ import io
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from decar import dist
 from decar._io import atomic_write_bytes
 from decar.audio import AudioError, audio_info, load_audio
 from decar.frontend import FrontendConfig, LogMelSpectrogram
@@ -128,6 +129,18 @@ class AudioCrops(Dataset):
             logmel = self._load_crop(path, index, position)
         except AudioError as err:
             return Example(index=index, logmel=None, error=err.reason)
+        return self._example(logmel, index)
+
+    def example_from_wave(self, wave: np.ndarray, index: int, position: int) -> Example:
+        """The Example of a whole decoded clip (what a shard holds), cropped as `__getitem__` crops a file."""
+        config = self.frontend_config
+        start = self._crop_start(config.frames(len(wave)), index, position)
+        crop_samples = (self.crop_frames - 1) * config.hop_length + config.win_length
+        first = start * config.hop_length
+        return self._example(self._compute(wave[first : first + crop_samples])[: self.crop_frames], index)
+
+    def _example(self, logmel: torch.Tensor, index: int) -> Example:
+        """The crop with its level, brought to the crop length when asked (silence or tiling)."""
         level = float(logmel.mean()) if logmel.numel() else math.nan
         if self.pad_to_crop and self.mode != "stats" and logmel.shape[0] < self.crop_frames:
             if self.pad_mode == "tile" and logmel.shape[0] > 0:
@@ -146,9 +159,7 @@ class AudioCrops(Dataset):
 
     def _load_crop(self, path: Path, index: int, position: int) -> torch.Tensor:
         if self.cache_dir is not None:
-            full = self._cached_logmel(path)
-            start = self._crop_start(full.shape[0], index, position)
-            logmel = torch.from_numpy(np.array(full[start : start + self.crop_frames]))
+            logmel = self._crop_of(self._cached_logmel(path), index, position)
         else:
             hop = self.frontend_config.hop_length
             info = audio_info(path)
@@ -169,18 +180,32 @@ class AudioCrops(Dataset):
             return self.logmel(torch.from_numpy(wave), normalize=False)[0, 0]
 
     def _cached_logmel(self, path: Path) -> np.ndarray:
-        assert self.cache_dir is not None
         stat = path.stat()
-        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        source = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        return self.cached_logmel(source, lambda: load_audio(path, self.frontend_config.sample_rate))
+
+    def cached_logmel(self, source: str, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        """The whole clip's log-mel from the cache (``source`` names the clip and its version), computed from
+        ``decode()`` and stored on a miss."""
+        assert self.cache_dir is not None
+        key = hashlib.sha1(source.encode()).hexdigest()
         cached = self.cache_dir / self._cache_key / f"{key}.npy"
         if cached.is_file():
             try:
                 return np.load(cached, mmap_mode="r")
             except (OSError, ValueError):
-                log.warning("rebuilding unreadable cache entry %s for %s", cached, path)
-        logmel = self._compute(load_audio(path, self.frontend_config.sample_rate)).numpy()
+                log.warning("rebuilding unreadable cache entry %s for %s", cached, source)
+        logmel = self._compute(decode()).numpy()
         atomic_write_bytes(cached, _npy_bytes(logmel))
         return logmel
+
+    def example_from_logmel(self, full: np.ndarray, index: int, position: int) -> Example:
+        """The Example of a whole clip's cached log-mel, cropped as `__getitem__` crops a cached file."""
+        return self._example(self._crop_of(full, index, position), index)
+
+    def _crop_of(self, full: np.ndarray, index: int, position: int) -> torch.Tensor:
+        start = self._crop_start(full.shape[0], index, position)
+        return torch.from_numpy(np.array(full[start : start + self.crop_frames]))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -224,3 +249,89 @@ def step_seed(*keys: int) -> int:
 def worker_init(_: int) -> None:
     """DataLoader workers each use one thread: the parallelism is across workers."""
     torch.set_num_threads(1)
+
+
+SampleOrder = Callable[[int, int, torch.Generator], torch.Tensor]
+"""(epoch, count, generator) → ``count`` sample ids: the order an objective wants its samples in."""
+
+
+class FileFeed:
+    """Pretraining batches from a list of audio files, read by random access: any sample, in any order.
+
+    Every process may see any sample, so per-sample state (memory banks, labels) is kept whole on every process
+    (``sharded`` False) and feature passes are gathered. The batches of a shard folder come from
+    :class:`decar.shards.ShardFeed`, which has the same methods.
+    """
+
+    sharded = False
+
+    def __init__(
+        self, files: Sequence[Path], dataset: AudioCrops, info: dist.DistInfo, workers: int, pin: bool
+    ) -> None:
+        self.files, self.dataset, self.info = files, dataset, info
+        self.workers, self.pin = workers, pin
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def name(self, index: int) -> str:
+        return str(self.files[index])
+
+    def used_names(self) -> list[str]:
+        return [str(path) for path in self.files]
+
+    def identity(self) -> list[str]:
+        """What a resumed run must find again: the same files in the same order (assignments are by index)."""
+        return [str(path) for path in self.files]
+
+    def _loader(self, batches: list[list[tuple[int, int]]]) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            collate_fn=BatchCollator(self.dataset.frontend_config),
+            num_workers=self.workers,
+            worker_init_fn=worker_init if self.workers else None,
+            pin_memory=self.pin,
+        )
+
+    def stats_batches(self, max_clips: int) -> Iterable[Batch]:
+        """This process's share of up to ``max_clips`` clips spread evenly over the list, uncropped and unpadded."""
+        self.dataset.mode = "stats"
+        count = self.count
+        chosen = sorted({round(i * count / min(count, max_clips)) for i in range(min(count, max_clips))})
+        return self._loader([[(i, i)] for i in chosen[self.info.rank :: self.info.world_size]])
+
+    def recalibration_batches(
+        self, seed: int, epoch: int, batch_count: int, batch_size: int, views: bool
+    ) -> Iterable[Batch]:
+        """Random crops (training crops when ``views``) for BatchNorm statistics, the same on any number of
+        processes."""
+        self.dataset.mode, self.dataset.epoch = ("train" if views else "features"), epoch
+        generator = torch.Generator().manual_seed(step_seed(seed, epoch, 6))
+        count = min(self.count, batch_size * batch_count)
+        subset = torch.randperm(self.count, generator=generator)[:count].tolist()
+        return self._loader([[(i, i) for i in subset[k : k + batch_size]] for k in range(0, count, batch_size)])
+
+    def feature_batches(self, epoch: int, batch_size: int, views: bool) -> Iterable[Batch]:
+        """This process's share of every sample, once: centre crops, or training crops when ``views``."""
+        self.dataset.mode, self.dataset.epoch = ("train" if views else "features"), epoch
+        mine = list(range(self.info.rank, self.count, self.info.world_size))
+        return self._loader([[(i, i) for i in mine[k : k + batch_size]] for k in range(0, len(mine), batch_size)])
+
+    def feature_batch_count(self, batch_size: int) -> int:
+        return math.ceil(len(range(self.info.rank, self.count, self.info.world_size)) / batch_size)
+
+    def train_batches(
+        self, seed: int, epoch: int, first_step: int, steps: int, global_batch: int, order: SampleOrder
+    ) -> Iterable[Batch]:
+        """This process's share of the global batches of steps [first_step, steps) of an epoch, in ``order``."""
+        self.dataset.mode, self.dataset.epoch = "train", epoch
+        generator = torch.Generator().manual_seed(step_seed(seed, epoch, 4))
+        ids = order(epoch, steps * global_batch, generator)
+        local = global_batch // self.info.world_size
+        batches = []
+        for step in range(first_step, steps):
+            first = step * global_batch + self.info.rank * local
+            batches.append([(int(ids[p]), p) for p in range(first, first + local)])
+        return self._loader(batches)

@@ -26,7 +26,6 @@ import torch
 from rich.progress import Progress
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from decar import dist
 from decar._console import progress_bar
@@ -35,16 +34,17 @@ from decar._lock import output_lock
 from decar.audio import list_audio_files, list_entry
 from decar.augment import build_augmentation
 from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
-from decar.cluster import ami, cluster_size_stats, nmi
+from decar.cluster import ami, contingency, labels_from_contingency, nmi, size_stats_of_counts
 from decar.config import DecarConfig
-from decar.data import AudioCrops, Batch, BatchCollator, scan_files, step_seed, worker_init
+from decar.data import AudioCrops, Batch, FileFeed, scan_files, step_seed
 from decar.models import create_model
 from decar.models.batchnorm import recalibrate_batchnorm
 from decar.moments import RunningMoments
-from decar.objectives import EpochContext, Objective, create_objective
+from decar.objectives import EpochContext, Objective, SampleShare, create_objective, objective_class
 from decar.optim import Lars
 from decar.plots import plot_training_curves
 from decar.schedules import learning_rates
+from decar.shards import ShardFeed, is_shard_folder
 
 log = logging.getLogger("decar.pretrain")
 
@@ -52,6 +52,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 ENCODER_EXPORT_NAME = "encoder.safetensors"
 STATS_MAX_FILES = 2000
 SHORTCUT_BINS = 10
+SHORTCUT_EDGE_SAMPLE = 100_000
 # Settings a resumed run may change without invalidating what was already trained.
 RESUMABLE_OVERRIDES = (
     "optim.epochs",
@@ -132,17 +133,8 @@ class Trainer:
         self.device = info.device
         self.state = RunState()
 
-        self.files, self.state.bad_files, durations = self._discover(data)
-        self.durations = torch.tensor(durations, dtype=torch.float64)
-        self.levels = torch.full((len(self.files),), math.nan, dtype=torch.float64)
-        if info.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for orphan in remove_orphan_temporaries(out_dir):
-                log.info("removed %s, left by a write that was killed", orphan.name)
-            cfg.to_yaml(out_dir / "config.yaml")
-            atomic_write_text(out_dir / "files.txt", "".join(f"{list_entry(p)}\n" for p in self.files))
         self.dataset = AudioCrops(
-            self.files,
+            [],
             cfg.frontend,
             cfg.data.crop_seconds,
             random_crop=cfg.data.random_crop,
@@ -151,8 +143,17 @@ class Trainer:
             seed=cfg.seed,
             pad_mode=cfg.data.pad_mode,
         )
-        self.objective = build_objective(cfg, len(self.files)).to(self.device)
-        self.objective.attach(info)
+        self.feed, self.share, durations = self._discover(data)
+        self.durations = torch.as_tensor(durations, dtype=torch.float64)
+        self.levels = torch.full((self.share.count,), math.nan, dtype=torch.float64)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for orphan in remove_orphan_temporaries(out_dir):
+                log.info("removed %s, left by a write that was killed", orphan.name)
+            cfg.to_yaml(out_dir / "config.yaml")
+            atomic_write_text(out_dir / "files.txt", "".join(f"{list_entry(p)}\n" for p in self.feed.used_names()))
+        self.objective = build_objective(cfg, self.share.count).to(self.device)
+        self.objective.attach(info, self.share)
         network = self.objective.network
         if cfg.channels_last:
             network.to(memory_format=torch.channels_last)
@@ -162,7 +163,7 @@ class Trainer:
             self.train_network = DistributedDataParallel(network, device_ids=device_ids)
         self.optimizer = self._optimizer()
         self.global_batch = self._global_batch()
-        self.steps_per_epoch = cfg.optim.steps_per_epoch or max(1, len(self.files) // self.global_batch)
+        self.steps_per_epoch = cfg.optim.steps_per_epoch or max(1, self.usable // self.global_batch)
         o = cfg.optim
         self.schedule = torch.from_numpy(
             learning_rates(o.schedule, o.lr, o.final_lr, o.warmup_epochs, o.epochs, self.steps_per_epoch)
@@ -191,29 +192,51 @@ class Trainer:
             log.warning("--resume given but %s has no checkpoint yet: starting a new run", self.out_dir)
         return None
 
-    def _discover(self, data: Path) -> tuple[list[Path], dict[str, str], list[float]]:
-        paths = list_audio_files(data)
-        if self.cfg.data.max_files is not None:
-            paths = paths[: self.cfg.data.max_files]
-        good, bad, durations = scan_files(paths, self.cfg.data.min_seconds)
-        if self.info.is_main:
-            for path, reason in bad.items():
+    def _discover(self, data: Path) -> tuple[FileFeed | ShardFeed, SampleShare, np.ndarray]:
+        """The feed of the data path (a shard folder, or files), the samples whose state this process keeps and
+        their durations; unusable files are counted and named."""
+        cfg, info = self.cfg, self.info
+        workers, pin = cfg.data.num_workers, self.device.type == "cuda"
+        if is_shard_folder(data):
+            if not objective_class(cfg.method).reads_streams:
+                raise PretrainError(
+                    f"method {cfg.method} draws its samples in an order of its own, which needs random access to "
+                    f"every file; {data} is a shard folder: pretrain {cfg.method} on the audio files, or use "
+                    "method dcv2 or online on shards"
+                )
+            feed: FileFeed | ShardFeed = ShardFeed(data, self.dataset, info, workers, pin, cfg.data.min_seconds)
+            self.state.bad_files = dict(feed.too_short)
+            share = SampleShare(feed.count, feed.owned)
+            durations = feed.durations[feed.owned.numpy()]
+            self.usable = feed.usable_count
+        else:
+            paths = list_audio_files(data)
+            if cfg.data.max_files is not None:
+                paths = paths[: cfg.data.max_files]
+            good, self.state.bad_files, durations = scan_files(paths, cfg.data.min_seconds)
+            self.dataset.files = good
+            feed = FileFeed(good, self.dataset, info, workers, pin)
+            share = SampleShare(len(good))
+            self.usable = len(good)
+        self.skipped_at_start = set(self.state.bad_files)
+        if info.is_main:
+            for path, reason in self.state.bad_files.items():
                 log.warning("skipping %s: %s", path, reason)
-        clusters, half_batch = _largest_k(self.cfg.objective), self.cfg.optim.batch_size // 2
+        clusters, half_batch = _largest_k(cfg.objective), cfg.optim.batch_size // 2
         needed = max(2, clusters, half_batch)
-        if len(good) < needed:
+        if self.usable < needed:
             reason = f"objective K={clusters}" if clusters >= half_batch else f"half of optim.batch_size={half_batch}"
             raise PretrainError(
-                f"{data} has {len(good)} usable audio files ({len(bad)} skipped), fewer than {needed} ({reason}); "
-                "add audio or lower it"
+                f"{data} has {self.usable} usable audio files ({len(self.state.bad_files)} skipped), fewer than "
+                f"{needed} ({reason}); add audio or lower it"
             )
-        return good, bad, durations
+        return feed, share, np.asarray(durations, dtype=np.float64)
 
     def _global_batch(self) -> int:
         world = self.info.world_size
-        global_batch = min(self.cfg.optim.batch_size, len(self.files)) // world * world
+        global_batch = min(self.cfg.optim.batch_size, self.usable) // world * world
         if global_batch == 0:
-            raise PretrainError(f"{len(self.files)} usable files cannot be split across {world} processes")
+            raise PretrainError(f"{self.usable} usable files cannot be split across {world} processes")
         return global_batch
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -223,11 +246,13 @@ class Trainer:
         return Lars(sgd, o.lars_trust) if o.lars else sgd
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
-        if checkpoint["files"] != [str(p) for p in self.files]:
+        if checkpoint["files"] != self.feed.identity():
             raise PretrainError(
                 f"the audio files under the data path differ from those of the checkpoint in {self.out_dir}: "
                 "cluster assignments would no longer match; resume with the same data"
             )
+        if self.share.sharded:
+            checkpoint = {**checkpoint, **self._rank_state(checkpoint)}
         self.objective.load_state_dict(checkpoint["objective"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self._build_augment(checkpoint["frontend_stats"]["std"])
@@ -331,17 +356,6 @@ class Trainer:
         atomic_write_text(self.out_dir / "log.jsonl", "".join(_json(record) + "\n" for record in history))
         plot_training_curves(history, self.out_dir / "curves.png")
 
-    def _loader(self, batches: list[list[tuple[int, int]]]) -> DataLoader:
-        workers = self.cfg.data.num_workers
-        return DataLoader(
-            self.dataset,
-            batch_sampler=batches,
-            collate_fn=BatchCollator(self.cfg.frontend),
-            num_workers=workers,
-            worker_init_fn=worker_init if workers else None,
-            pin_memory=self.device.type == "cuda",
-        )
-
     def _to_input(self, batch: Batch) -> Tensor:
         x = (batch.logmel.to(self.device, non_blocking=True) - self.norm_mean) / self.norm_std
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
@@ -351,7 +365,7 @@ class Trainer:
 
     def _record_failures(self, failures: list[tuple[int, str]]) -> None:
         for index, reason in failures:
-            path = str(self.files[index])
+            path = self.feed.name(index)
             if path not in self.state.bad_files:
                 self.state.bad_files[path] = reason
                 log.warning("skipping %s: %s", path, reason)
@@ -360,18 +374,18 @@ class Trainer:
         """Remember each clip's loudness (gathered from every process) for the shortcut NMI."""
         if batch.levels is None:
             return
+        if self.share.sharded:  # a rank keeps the levels of its own samples, as it keeps their labels
+            rows, kept = self.share.rows(batch.indices)
+            self.levels[rows[kept]] = batch.levels.double()[kept]
+            return
         rows = torch.stack([batch.indices.double(), batch.levels.double()], dim=1).to(self.device)
         gathered = dist.all_gather_rows(rows, self.info).cpu()
         self.levels[gathered[:, 0].long()] = gathered[:, 1]
 
     def _normalisation_stats(self) -> tuple[float, float]:
         """Mean/std of log-mel over (up to STATS_MAX_FILES of) the data, computed once and kept in the model."""
-        self.dataset.mode = "stats"
-        count = len(self.files)
-        chosen = sorted({round(i * count / min(count, STATS_MAX_FILES)) for i in range(min(count, STATS_MAX_FILES))})
-        mine = chosen[self.info.rank :: self.info.world_size]
         moments = RunningMoments()
-        for batch in self._loader([[(i, i)] for i in mine]):
+        for batch in self.feed.stats_batches(STATS_MAX_FILES):
             self._record_failures(batch.failures)
             moments.update(batch.logmel)
         mine_moments = moments.as_tensor() if float(moments.count) else torch.zeros(3, dtype=torch.float64)
@@ -382,7 +396,7 @@ class Trainer:
                 total.merge(RunningMoments.from_tensor(row))
         return float(total.mean), float(total.std(floor=1e-6))
 
-    def _recalibrate_batchnorm(self, batch_count: int, batch_size: int) -> None:
+    def _recalibrate_batchnorm(self, batch_count: int, batch_size: int, views: bool) -> None:
         """Rank 0 re-estimates BatchNorm statistics on random training crops and broadcasts them.
 
         One process does it, on the same batches whatever the world size, so N processes start the feature
@@ -390,12 +404,10 @@ class Trainer:
         """
         network = self.objective.network
         if self.info.is_main:
-            generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 6))
-            count = min(len(self.files), batch_size * batch_count)
-            subset = torch.randperm(len(self.files), generator=generator)[:count].tolist()
-            batches = [[(i, i) for i in subset[k : k + batch_size]] for k in range(0, count, batch_size)]
-            loader = self._loader(batches)
-            recalibrate_batchnorm(network, (self._to_input(b) for b in loader if b.indices.numel()))
+            seed, epoch = self.cfg.seed, self.state.epoch
+            loader = self.feed.recalibration_batches(seed, epoch, batch_count, batch_size, views)
+            # a batch of one clip (the last, or one mostly of unreadable clips) has no batch statistics
+            recalibrate_batchnorm(network, (self._to_input(b) for b in loader if b.indices.numel() > 1))
         for norm in network.modules():
             if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
                 dist.broadcast(norm.running_mean, self.info)
@@ -405,21 +417,19 @@ class Trainer:
     def _feature_pass(
         self, project: Callable[[Tensor], Tensor], recalibrate_batches: int, views: bool
     ) -> tuple[Tensor, Tensor]:
-        """`project` over every file, gathered in index order on every rank, on CPU (see `FeaturePass`)."""
+        """`project` over every sample, in id order on CPU: gathered on every rank when reading files, the rank's own
+        samples when reading shards (see `FeaturePass`)."""
         t0 = time.perf_counter()
         info = self.info
-        self.dataset.mode, self.dataset.epoch = ("train" if views else "features"), self.state.epoch
-        mine = list(range(info.rank, len(self.files), info.world_size))
         eval_batch = max(1, self.cfg.optim.batch_size)
-        batches = [[(i, i) for i in mine[k : k + eval_batch]] for k in range(0, len(mine), eval_batch)]
         if recalibrate_batches > 0:
-            self._recalibrate_batchnorm(recalibrate_batches, eval_batch)
+            self._recalibrate_batchnorm(recalibrate_batches, eval_batch, views)
         network = self.objective.network
         network.eval()
-        visible = info.is_main
-        task = self.progress.add_task(f"epoch {self.state.epoch}: features", total=len(batches), visible=visible)
+        total = self.feed.feature_batch_count(eval_batch)
+        task = self.progress.add_task(f"epoch {self.state.epoch}: features", total=total, visible=info.is_main)
         indices, features = [], []
-        for number, batch in enumerate(self._loader(batches)):
+        for number, batch in enumerate(self.feed.feature_batches(self.state.epoch, eval_batch, views)):
             self._record_failures(batch.failures)
             if batch.indices.numel():
                 self._record_levels(batch)
@@ -436,27 +446,20 @@ class Trainer:
         local_idx = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long, device=self.device)
         width = features[0].shape[1] if features else 0
         local_feat = torch.cat(features) if features else torch.empty(0, width, device=self.device)
+        if self.share.sharded:
+            order = torch.argsort(local_idx)
+            self.state.epoch_totals["seconds_extra_pass"] += time.perf_counter() - t0
+            return local_idx[order].cpu(), local_feat[order].cpu()
         all_idx = dist.all_gather_rows(local_idx, info).cpu()
         all_feat = dist.all_gather_rows(local_feat, info).cpu()
         order = torch.argsort(all_idx)
         # Files that failed on another rank were logged there; count them here too.
-        missing = torch.ones(len(self.files), dtype=torch.bool)
+        missing = torch.ones(self.feed.count, dtype=torch.bool)
         missing[all_idx] = False
         elsewhere = torch.nonzero(missing).flatten().tolist()
         self._record_failures([(i, "could not be decoded (reported by another process)") for i in elsewhere])
         self.state.epoch_totals["seconds_extra_pass"] += time.perf_counter() - t0
         return all_idx[order], all_feat[order]
-
-    def _epoch_batches(self) -> list[list[tuple[int, int]]]:
-        """This rank's share of every global batch of the epoch, as (file index, position) pairs."""
-        generator = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.state.epoch, 4))
-        order = self.objective.sample_order(self.state.epoch, self.steps_per_epoch * self.global_batch, generator)
-        local = self.global_batch // self.info.world_size
-        batches = []
-        for step in range(self.steps_per_epoch):
-            first = step * self.global_batch + self.info.rank * local
-            batches.append([(int(order[p]), p) for p in range(first, first + local)])
-        return batches
 
     def _set_learning_rate(self) -> float:
         step = self.state.epoch * self.steps_per_epoch + self.state.step
@@ -469,17 +472,23 @@ class Trainer:
 
     def _train(self) -> None:
         cfg, state, totals = self.cfg, self.state, self.state.epoch_totals
-        self.dataset.mode, self.dataset.epoch = "train", state.epoch
         self.train_network.train()
-        batches = self._epoch_batches()
-        visible = self.info.is_main
-        task = self.progress.add_task(f"epoch {state.epoch}: train", total=len(batches), visible=visible)
+        steps = self.steps_per_epoch
+        batches = self.feed.train_batches(
+            cfg.seed, state.epoch, state.step, steps, self.global_batch, self.objective.sample_order
+        )
+        task = self.progress.add_task(f"epoch {state.epoch}: train", total=steps, visible=self.info.is_main)
         self.progress.advance(task, state.step)
         last_save = time.perf_counter()
         tick = time.perf_counter()
-        for batch in self._loader(batches[state.step :]):
+        for batch in batches:
             self._record_failures(batch.failures)
             self._record_levels(batch)
+            if self._too_few_clips(batch):  # (nearly) all unreadable: no batch statistics, no step
+                state.step += 1
+                self.steps_here += 1
+                self.progress.advance(task)
+                continue
             torch.manual_seed(step_seed(cfg.seed, state.epoch, state.step, 5))
             x = self._views(self._to_input(batch))
             with self._autocast():
@@ -503,13 +512,33 @@ class Trainer:
             totals["lr"] = lr
             tick = now
             self.progress.update(task, advance=1, description=f"epoch {state.epoch}: train loss {loss.item():.3f}")
-            if self._out_of_time():
+            out_of_time, save_due = self._agreed(self._out_of_time(), now - last_save > cfg.checkpoint_minutes * 60)
+            if out_of_time:
                 break
-            if now - last_save > cfg.checkpoint_minutes * 60 and state.step < len(batches):
+            if save_due and state.step < steps:
                 self._save()
                 last_save = time.perf_counter()
                 tick = last_save
         self.progress.remove_task(task)
+
+    def _too_few_clips(self, batch: Batch) -> bool:
+        """True when this step's batch holds fewer than two readable clips on any rank (then every rank skips)."""
+        short = torch.tensor([float(batch.indices.numel() < 2)], device=self.device)
+        if self.info.is_distributed:
+            short = dist.all_reduce_sum(short, self.info)
+        if bool(short.item()) and self.info.is_main:
+            log.warning(
+                "epoch %d step %d skipped: its batch holds fewer than two readable clips",
+                self.state.epoch,
+                self.state.step,
+            )
+        return bool(short.item())
+
+    def _agreed(self, *flags: bool) -> tuple[bool, ...]:
+        """Rank 0's decisions (stop, checkpoint now), on every rank: clocks differ, and a rank that stops or
+        saves alone would leave the others waiting in a collective."""
+        decisions = torch.tensor([float(flag) for flag in flags], device=self.device)
+        return tuple(bool(value) for value in dist.broadcast(decisions, self.info).tolist())
 
     # ------------------------------------------------------------------------------------- state and logs
     @contextlib.contextmanager
@@ -547,7 +576,8 @@ class Trainer:
             "epoch": s.epoch,
             "previous_assignments": s.previous_assignments,
             "levels": self.levels,
-            "files": [str(p) for p in self.files],
+            "files": self.feed.identity(),
+            "world_size": self.info.world_size,
             "rng": {"torch": torch.get_rng_state()},
             "run_state": {
                 "epoch": s.epoch,
@@ -561,8 +591,39 @@ class Trainer:
         }
 
     def _save(self) -> None:
+        if not self.share.sharded:
+            if self.info.is_main:
+                save_checkpoint(self.checkpoint_path, self._checkpoint_state())
+            return
+        # Reading shards, each rank's objective state (its samples' bank rows and labels) is its own: each rank
+        # saves it under this save's step, then rank 0 the checkpoint naming that step, then the ranks remove
+        # their older files. A run killed anywhere in between resumes from a consistent set.
+        state = self._checkpoint_state()
+        key = _rank_state_key(state["run_state"])
+        own = {name: state[name] for name in ("objective", "levels", "previous_assignments")}
+        save_checkpoint(self._rank_state_path(key), own)
+        dist.barrier(self.info)
         if self.info.is_main:
-            save_checkpoint(self.checkpoint_path, self._checkpoint_state())
+            save_checkpoint(self.checkpoint_path, {**state, "rank_state": key})
+        dist.barrier(self.info)
+        for older in self.out_dir.glob(f"rank{self.info.rank:03d}-*.pt"):
+            if older != self._rank_state_path(key):
+                older.unlink(missing_ok=True)
+
+    def _rank_state_path(self, key: str) -> Path:
+        return self.out_dir / f"rank{self.info.rank:03d}-{key}.pt"
+
+    def _rank_state(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """This rank's own objective state, saved with the checkpoint that names it."""
+        if checkpoint.get("world_size") != self.info.world_size:
+            raise PretrainError(
+                f"{self.checkpoint_path} was written by {checkpoint.get('world_size')} processes reading shards, each "
+                f"keeping the state of its own samples; resume it with the same number, not {self.info.world_size}"
+            )
+        path = self._rank_state_path(checkpoint["rank_state"])
+        if not path.is_file():
+            raise PretrainError(f"{path} is missing: rank {self.info.rank}'s state for {self.checkpoint_path}")
+        return load_checkpoint(path)
 
     def _epoch_record(self) -> dict[str, Any]:
         s, totals = self.state, self.state.epoch_totals
@@ -584,7 +645,7 @@ class Trainer:
             "seconds_extra_pass": seconds_pass,
             "seconds_train": seconds_train - in_steps,
             "share_clustering": (seconds_cluster + seconds_pass) / wall if wall else None,
-            "files_used": sum(str(path) not in s.bad_files for path in self.files),
+            "files_used": self.usable - len(s.bad_files.keys() - self.skipped_at_start),
             "files_skipped": len(s.bad_files),
             **assignment_health(
                 self.objective.assignments(),
@@ -592,6 +653,7 @@ class Trainer:
                 self.objective.num_clusters(),
                 self.durations,
                 self.levels,
+                self.info if self.share.sharded and self.info.is_distributed else None,
             ),
             **health,
         }
@@ -633,6 +695,7 @@ def assignment_health(
     num_clusters: int,
     durations: Tensor,
     levels: Tensor,
+    info: dist.DistInfo | None = None,
 ) -> dict[str, float | int | None]:
     """Cluster statistics of one epoch's pseudo-labels, and how much they encode things they should not.
 
@@ -641,6 +704,10 @@ def assignment_health(
     ignore them, high when a method has found the shortcut of clustering on padding or level instead of
     content. (Unadjusted NMI would not be near 0: with K = 1024 its chance level is 0.01 on 98k clips, 0.23 on
     4k.)
+
+    Every score is computed from counts (cluster sizes, contingency tables), so with ``info`` (pretraining that
+    reads shards, each process passing its own samples' values) only counts cross processes, and the scores
+    are those of the whole corpus; the quantile edges then come from an evenly spaced sample of every process.
     """
     empty: dict[str, float | int | None] = dict.fromkeys(
         ("clusters_min", "clusters_median", "clusters_max", "clusters_empty", "assignment_entropy", "nmi_prev"),
@@ -649,15 +716,17 @@ def assignment_health(
         return {**empty, "ami_duration": None, "ami_level": None}
     labels = assignments.detach().cpu()
     known = labels >= 0
-    if not bool(known.any()):
+    counts = _summed(torch.bincount(labels[known], minlength=num_clusters), info)
+    if not int(counts.sum()):
         return {**empty, "ami_duration": None, "ami_level": None}
-    sizes = cluster_size_stats(labels[known], num_clusters)
-    shares = torch.bincount(labels[known], minlength=num_clusters).double() / int(known.sum())
+    sizes = size_stats_of_counts(counts)
+    shares = counts.double() / int(counts.sum())
     entropy = float(-(shares[shares > 0] * shares[shares > 0].log()).sum() / math.log(num_clusters))
     nmi_prev = None
     if previous is not None and previous.shape == labels.shape:
         both = known & (previous >= 0)
-        nmi_prev = nmi(labels[both], previous[both]) if bool(both.any()) else None
+        table = _summed(contingency(labels[both], previous[both], num_clusters, num_clusters), info)
+        nmi_prev = nmi(*labels_from_contingency(table)) if int(table.sum()) else None
     return {
         "clusters_min": sizes["min"],
         "clusters_median": sizes["median"],
@@ -665,8 +734,8 @@ def assignment_health(
         "clusters_empty": sizes["empty"],
         "assignment_entropy": entropy,
         "nmi_prev": nmi_prev,
-        "ami_duration": _binned_ami(labels, known, durations),
-        "ami_level": _binned_ami(labels, known, levels),
+        "ami_duration": _binned_ami(labels, known, durations, num_clusters, info),
+        "ami_level": _binned_ami(labels, known, levels, num_clusters, info),
     }
 
 
@@ -689,14 +758,36 @@ def _speed_hint(record: dict[str, Any], cfg: DecarConfig) -> str | None:
     return f"the extra pass and clustering took {share:.0%} of this epoch; " + "; ".join(remedies)
 
 
-def _binned_ami(labels: Tensor, known: Tensor, values: Tensor) -> float | None:
+def _binned_ami(
+    labels: Tensor, known: Tensor, values: Tensor, num_clusters: int, info: dist.DistInfo | None
+) -> float | None:
     """AMI between labels and ``values`` cut into SHORTCUT_BINS quantile bins (rows with both known)."""
     usable = known & torch.isfinite(values)
-    if int(usable.sum()) < 2:
+    data = values[usable]
+    if info is not None:  # edges from an evenly spaced sample of every process's values
+        share = SHORTCUT_EDGE_SAMPLE // info.world_size
+        spaced = data[torch.linspace(0, len(data) - 1, min(share, len(data))).long()] if len(data) else data
+        data_for_edges = dist.all_gather_rows(spaced.to(info.device), info).cpu()
+    else:
+        data_for_edges = data
+    if len(data_for_edges) < 2:
         return None
-    data = values[usable].numpy()
-    edges = np.unique(np.quantile(data, np.linspace(0, 1, SHORTCUT_BINS + 1)[1:-1]))
-    return ami(labels[usable].numpy(), np.searchsorted(edges, data, side="right"))
+    edges = np.unique(np.quantile(data_for_edges.numpy(), np.linspace(0, 1, SHORTCUT_BINS + 1)[1:-1]))
+    bins = torch.from_numpy(np.searchsorted(edges, data.numpy(), side="right"))
+    table = _summed(contingency(labels[usable], bins, num_clusters, len(edges) + 1), info)
+    return ami(*labels_from_contingency(table)) if int(table.sum()) >= 2 else None
+
+
+def _summed(counts: Tensor, info: dist.DistInfo | None) -> Tensor:
+    """``counts`` summed over the processes (on their device: NCCL sums no CPU tensor); as is without ``info``."""
+    if info is None:
+        return counts
+    return dist.all_reduce_sum(counts.to(info.device), info).cpu()
+
+
+def _rank_state_key(run_state: dict[str, Any]) -> str:
+    """Names the objective state a rank saved with one checkpoint: its epoch, step and whether the epoch ended."""
+    return f"e{run_state['epoch']}-s{run_state['step']}-{int(run_state['epoch_complete'])}"
 
 
 def _largest_k(objective: Any) -> int:

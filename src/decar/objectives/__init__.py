@@ -8,6 +8,7 @@
 from decar.objectives.base import (
     EpochContext,
     Objective,
+    SampleShare,
     create_objective,
     list_objectives,
     objective_class,
@@ -29,6 +30,7 @@ __all__ = [
     "Objective",
     "OnlineClustering",
     "OnlineConfig",
+    "SampleShare",
     "create_objective",
     "list_objectives",
     "objective_class",

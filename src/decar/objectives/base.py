@@ -10,7 +10,9 @@ the order in which it wants the samples, and its loss. The loop (:mod:`decar.pre
 4. ``assignments()`` and ``health()`` after each epoch, for the log.
 
 ``self.network`` (encoder + trainable head) is what backpropagation and DDP see; everything else the objective
-holds (banks, centroids, labels) lives outside it, is identical on every rank, and is saved by ``state_dict``.
+holds (banks, centroids, labels) lives outside it and is saved by ``state_dict``. Per-sample state has one row
+per sample of ``self.share`` (:class:`SampleShare`): all samples, identical on every rank, when pretraining
+reads files; only the rank's own samples when it reads shards.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from torch import Tensor, nn
 from decar import dist
 
 FeaturePass = Callable[[Callable[[Tensor], Tensor], int, bool], tuple[Tensor, Tensor]]
-"""(project, batches, views) → (sorted sample indices, features) of every sample, gathered on every rank, on CPU.
+"""(project, batches, views) → (sorted sample ids, features) on CPU: of every sample, gathered on every rank, when
+pretraining reads files; of the rank's own samples (``share.owned``) when it reads shards.
 
 ``project`` maps a normalised log-mel batch to features, without gradient, in eval mode (so a clip's features do
 not depend on the batch it falls in). With ``views`` False: centre crops, the clean features DeepCluster
@@ -61,26 +64,66 @@ class EpochContext:
     )
 
 
+@dataclass(frozen=True)
+class SampleShare:
+    """The samples whose per-sample state (memory-bank rows, labels) this process keeps.
+
+    ``owned`` None: every sample, identical on every process (a file list: any process may meet any sample, and
+    per-sample updates are gathered). ``owned`` sorted global ids: only those, the samples of this rank's
+    shards (a shard folder: each rank only ever meets its own samples, so nothing of size N is gathered).
+    """
+
+    num_samples: int
+    owned: Tensor | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.owned is not None
+
+    @property
+    def count(self) -> int:
+        """Rows of per-sample state this process keeps."""
+        return self.num_samples if self.owned is None else len(self.owned)
+
+    def rows(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(row, kept) of global sample ``ids``: where this process keeps each one's state, and whether it does."""
+        if self.owned is None:
+            return ids, torch.ones_like(ids, dtype=torch.bool)
+        owned = self.owned.to(ids.device)
+        if not len(owned):
+            return torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
+        rows = torch.searchsorted(owned, ids).clamp_max(len(owned) - 1)
+        return rows, owned[rows] == ids
+
+
 class Objective(nn.Module):
     """Base class of pretraining methods; see the module docstring for the hooks."""
 
     name: ClassVar[str]
     views: ClassVar[int] = 1
     """Augmented views of each crop that ``forward`` receives (the augmentations run once per view)."""
+    reads_streams: ClassVar[bool] = True
+    """False for a method that needs its samples in an order of its own (so, files read by random access)."""
 
     def __init__(self, network: nn.Module, num_samples: int) -> None:
         super().__init__()
         self.network = network
         self.num_samples = num_samples
+        self.share = SampleShare(num_samples)
         self.info = dist.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
     @property
     def encoder(self) -> nn.Module:
         return self.network.encoder
 
-    def attach(self, info: dist.DistInfo) -> None:
-        """Tell the objective which process group it runs in (set once, before training)."""
+    def attach(self, info: dist.DistInfo, share: SampleShare | None = None) -> None:
+        """Tell the objective which process group it runs in and which samples' state it keeps (set once,
+        before training; a sharded share must be the one the objective was built for: ``num_samples`` rows)."""
         self.info = info
+        if share is not None:
+            if share.count != self.num_samples:
+                raise ValueError(f"built for {self.num_samples} samples, attached to a share of {share.count}")
+            self.share = share
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimiser parameter groups; a group may override ``lr_scale``, ``momentum`` or ``weight_decay``."""

@@ -4,12 +4,14 @@ Before epoch 0 one no-grad pass fills a memory bank with every sample's projecti
 training steps will write); afterwards each training batch overwrites its own rows, so the clustering at the
 start of every later epoch costs no extra pass. Each head runs spherical k-means on the bank, its prototypes
 become the centroids (no gradient), and the loss is the mean over heads of cross-entropy between the batch's
-prototype scores / temperature and its cluster ids.
+prototype scores / temperature and its cluster ids. Reading shards, each rank keeps the bank rows and labels of
+its own samples only, and k-means exchanges only (K, D) sums and (K,) counts.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +19,8 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from decar.cluster import spherical_kmeans
+from decar import dist
+from decar.cluster import KMeansResult, sharded_spherical_kmeans, spherical_kmeans, spherical_kmeans_plus_plus
 from decar.data import step_seed
 from decar.objectives.base import EpochContext, Objective, register_objective
 from decar.objectives.projection import MemoryBank, ProjectedEncoder, ProjectionHead
@@ -78,25 +81,17 @@ class DeepClusterV2(Objective):
     def start_epoch(self, ctx: EpochContext) -> dict[str, float]:
         if not bool(self.bank.filled.any()):
             indices, features = ctx.feature_pass(self.network, self.config.bn_recalibration_batches, True)
-            indices = indices.to(self.bank.filled.device)
-            self.bank.features[indices] = features.to(self.bank.features)
-            self.bank.filled[indices] = True
+            rows, kept = self.share.rows(indices.to(self.bank.filled.device))
+            self.bank.features[rows[kept]] = features.to(self.bank.features)[kept]
+            self.bank.filled[rows[kept]] = True
         filled = torch.nonzero(self.bank.filled).flatten()
-        rows = self.bank.features[filled]
         group = torch_dist.group.WORLD if ctx.info.is_distributed else None
         inertia = 0.0
         for h, k in enumerate(self.config.num_prototypes):
             prototypes, labels = self._head(h)
+            seed = step_seed(ctx.seed, ctx.epoch, 7, h) % (2**31)
             with ctx.track(f"epoch {ctx.epoch}: k-means, head {h}, K = {k}", self.config.kmeans_iters) as advance:
-                result = spherical_kmeans(
-                    rows,
-                    k,
-                    self.config.kmeans_iters,
-                    seed=step_seed(ctx.seed, ctx.epoch, 7, h) % (2**31),
-                    group=group,
-                    init=self.config.kmeans_init,
-                    on_round=advance,
-                )
+                result = self._kmeans(self.bank.features[filled], k, seed, group, advance)
             prototypes.copy_(result.centroids.to(prototypes))
             labels.fill_(-1)
             labels[filled] = result.assignments.to(labels)
@@ -104,15 +99,37 @@ class DeepClusterV2(Objective):
         self.seconds_bank = 0.0
         return {"kmeans_inertia": inertia}
 
+    def _kmeans(
+        self, rows: Tensor, k: int, seed: int, group: torch_dist.ProcessGroup | None, advance: Callable[[int], None]
+    ) -> KMeansResult:
+        """Spherical k-means of the filled bank rows: split across ranks from the whole bank every rank holds
+        (files), or on each rank's own rows with only (K, D) sums crossing ranks (shards)."""
+        iters, init = self.config.kmeans_iters, self.config.kmeans_init
+        if not self.share.sharded:
+            return spherical_kmeans(rows, k, iters, seed=seed, group=group, init=init, on_round=advance)
+        # Number the filled rows of all ranks consecutively, rank by rank: the seeded draw of initial rows
+        # and the re-seeding of empty clusters address rows by these ids.
+        counts = dist.all_gather_rows(torch.tensor([len(rows)], device=self.info.device), self.info).cpu()
+        first = int(counts[: self.info.rank].sum())
+        ids = torch.arange(first, first + len(rows), device=rows.device)
+        initial = None
+        if init == "k-means++" and int(counts[0]) >= k:  # k-means++ is sequential: rank 0 seeds from its own rows
+            initial = torch.zeros(k, rows.shape[1], device=self.info.device)
+            if self.info.is_main:
+                initial = spherical_kmeans_plus_plus(rows, k, seed).to(initial)
+            initial = dist.broadcast(initial, self.info).to(rows.device)
+        return sharded_spherical_kmeans(rows, ids, int(counts.sum()), k, iters, seed, group, advance, initial)
+
     def forward(self, network: nn.Module, x: Tensor, indices: Tensor) -> dict[str, Tensor]:
         projections = network(x).float()
         losses = []
         for h in range(len(self.config.num_prototypes)):
             prototypes, labels = self._head(h)
             scores = projections @ prototypes.T / self.config.temperature
-            losses.append(F.cross_entropy(scores, labels[indices.to(labels.device)], ignore_index=-1))
+            rows, _kept = self.share.rows(indices.to(labels.device))  # a rank's batches hold only samples it keeps
+            losses.append(F.cross_entropy(scores, labels[rows], ignore_index=-1))
         start = time.perf_counter()
-        self.bank.write(indices, projections, self.info)
+        self.bank.write(indices, projections, self.info, self.share)
         self.seconds_bank += time.perf_counter() - start
         return {"loss": torch.stack(losses).mean()}
 

@@ -122,6 +122,8 @@ class DeepClusterNet(nn.Module):
 class DeepClusterV1(Objective):
     """The paper's first method; see the module docstring."""
 
+    reads_streams = False  # its sampler draws uniformly over pseudo-classes: random access to every sample
+
     def __init__(self, config: DeepClusterV1Config, encoder: nn.Module, num_samples: int) -> None:
         head = DeepClusterV1Head(encoder.embed_dim, config.hidden_dim, config.num_clusters, config.dropout)
         super().__init__(DeepClusterNet(encoder, head), num_samples)

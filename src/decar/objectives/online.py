@@ -149,7 +149,8 @@ class OnlineClustering(Objective):
         self.centroids, _counts = ema_centroids(
             self.centroids, features.to(self.centroids), winners.to(self.centroids.device), self.config.centroid_decay
         )
-        self.labels[clips.to(self.labels.device)] = clusters.to(self.labels)
+        rows, kept = self.share.rows(clips.to(self.labels.device))  # every rank's clips; keep those of our share
+        self.labels[rows[kept]] = clusters.to(self.labels)[kept]
         if self.config.queue_size:
             queued = torch.cat([features.to(self.queue), self.queue])[: self.config.queue_size]
             self.queue.copy_(queued)

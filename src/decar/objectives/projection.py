@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decar import dist
+from decar.objectives.base import SampleShare
 
 
 class ProjectionHead(nn.Module):
@@ -38,21 +39,26 @@ class ProjectedEncoder(nn.Module):
 
 
 class MemoryBank(nn.Module):
-    """The latest projection of every sample, kept identical on every process.
+    """The latest projection of each sample of the process's share (:class:`SampleShare`).
 
-    Each step's rows are gathered from all processes and written everywhere, so clustering the bank at the
-    start of an epoch sees the whole corpus as of its last visit, at the cost of one small all-gather per step.
+    With a whole share (files) each step's rows are gathered from all processes and written everywhere, so
+    clustering the bank at the start of an epoch sees the whole corpus as of its last visit, at the cost of one
+    small all-gather per step. With a sharded share (shards) a process only meets its own samples: it writes
+    its own rows and gathers nothing.
     """
 
-    def __init__(self, num_samples: int, dim: int) -> None:
+    def __init__(self, num_rows: int, dim: int) -> None:
         super().__init__()
-        self.register_buffer("features", torch.zeros(num_samples, dim))
-        self.register_buffer("filled", torch.zeros(num_samples, dtype=torch.bool))
+        self.register_buffer("features", torch.zeros(num_rows, dim))
+        self.register_buffer("filled", torch.zeros(num_rows, dtype=torch.bool))
 
     @torch.no_grad()
-    def write(self, indices: Tensor, rows: Tensor, info: dist.DistInfo) -> None:
-        """Overwrite the rows of ``indices`` (this process's batch) with ``rows``, on every process."""
-        indices = dist.all_gather_rows(indices.to(info.device), info).to(self.features.device)
-        rows = dist.all_gather_rows(rows.detach().float().to(info.device), info).to(self.features.device)
-        self.features[indices] = rows
-        self.filled[indices] = True
+    def write(self, indices: Tensor, rows: Tensor, info: dist.DistInfo, share: SampleShare) -> None:
+        """Overwrite the rows of sample ``indices`` (this process's batch) with ``rows``."""
+        rows = rows.detach().float()
+        if not share.sharded:
+            indices = dist.all_gather_rows(indices.to(info.device), info)
+            rows = dist.all_gather_rows(rows.to(info.device), info)
+        local, kept = share.rows(indices.to(self.features.device))
+        self.features[local[kept]] = rows.to(self.features.device)[kept]
+        self.filled[local[kept]] = True

@@ -1,0 +1,147 @@
+"""Pretraining that reads tar shards: exact resume mid-epoch, per-rank state under torchrun, health from counts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from decar.checkpoint import load_checkpoint
+from decar.cluster import ami, contingency, labels_from_contingency, nmi
+from decar.config import load_config
+from decar.pretrain import PretrainError, assignment_health, fit
+from decar.shards import write_shards
+from decar.testing import write_synthetic_corpus
+
+pytestmark = pytest.mark.slow
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DCV2 = CONFIGS / "tiny_v2.yaml"
+SHORT = ["optim.epochs=2", "optim.steps_per_epoch=5", "deterministic=true", "num_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 clips of 1.2 s in 8 shards of 8."""
+    root = tmp_path_factory.mktemp("shard_corpus")
+    write_synthetic_corpus(root / "audio", files_per_kind=8, seconds=1.2)
+    write_shards([root / "audio"], root / "shards", shard_size=8)
+    return root / "shards"
+
+
+def _pretrain_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "decar.cli", "pretrain", *args]
+
+
+TORCHRUN_TWO = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "decar.cli",
+]
+
+
+def test_labels_from_a_contingency_table_give_the_same_scores() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 7, 500), rng.integers(0, 4, 500)
+    b[:250] = a[:250] % 4  # related in half the rows
+    table = contingency(torch.from_numpy(a), torch.from_numpy(b), 7, 4)
+    again_a, again_b = labels_from_contingency(table)
+    assert table.sum() == 500
+    assert ami(again_a, again_b) == pytest.approx(ami(a, b), abs=1e-12)
+    assert nmi(again_a, again_b) == pytest.approx(nmi(a, b), abs=1e-12)
+    with pytest.raises(ValueError, match="2-D table of counts"):
+        labels_from_contingency(np.array([1, 2]))
+
+
+def test_a_killed_shard_run_with_two_loader_workers_resumes_exactly(shards: Path, tmp_path: Path) -> None:
+    """Killed mid-epoch, the resumed run continues each worker's stream where it stopped: the same weights."""
+    overrides = [*SHORT, "checkpoint_minutes=0", "data.num_workers=2"]
+    reference = tmp_path / "reference"
+    fit(load_config(DCV2, overrides), shards, reference)
+
+    killed = tmp_path / "killed"
+    args = _pretrain_cli("--config", str(DCV2), "--data", str(shards), "--out", str(killed), *overrides)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a step or two more: the kill lands inside the epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), proc.stderr.read().decode()
+    stopped = load_checkpoint(checkpoint)["run_state"]
+    assert not (stopped["epoch"] == 1 and stopped["epoch_complete"]), "run ended before the kill"
+
+    done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected, resumed = load_checkpoint(reference / "checkpoint.pt"), load_checkpoint(checkpoint)
+    for key, value in expected["encoder"].items():
+        assert torch.equal(value, resumed["encoder"][key]), key
+    for key, value in expected["objective"].items():  # bank, prototypes, labels
+        assert torch.equal(value, resumed["objective"][key]), key
+    assert sorted(p.name for p in killed.glob("rank*.pt")) == ["rank000-e1-s5-1.pt"]  # older states removed
+
+
+def test_two_processes_keep_their_own_samples_and_log_whole_corpus_health(shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "double"
+    overrides = ["optim.epochs=2", "optim.steps_per_epoch=3", "num_threads=1", "optim.batch_size=16"]
+    args = [*TORCHRUN_TWO, "pretrain", "--config", str(DCV2), "--data", str(shards), "--out", str(out), *overrides]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    states = [load_checkpoint(out / f"rank{r:03d}-{checkpoint['rank_state']}.pt") for r in range(2)]
+    # Rank r owns shards r, r + 2, ...: 4 shards of 8 clips each, its bank rows and labels only.
+    for rank, state in enumerate(states):
+        assert len(state["objective"]["bank.features"]) == 32
+        assert bool(state["objective"]["bank.filled"].all()), rank
+        assert state["levels"].shape == (32,)
+    owned = [np.concatenate([np.arange(s * 8, s * 8 + 8) for s in range(r, 8, 2)]) for r in range(2)]
+    labels = torch.zeros(64, dtype=torch.long)
+    levels = torch.zeros(64, dtype=torch.float64)
+    for rank, state in enumerate(states):
+        labels[owned[rank]] = state["objective"]["labels0"]
+        levels[owned[rank]] = state["levels"]
+    # The logged health, from counts summed over the ranks, is that of the whole corpus's labels.
+    record = checkpoint["run_state"]["history"][-1]
+    durations = torch.full((64,), 1.2, dtype=torch.float64)
+    whole = assignment_health(labels, None, 8, durations, levels)
+    for key in ("clusters_min", "clusters_median", "clusters_max", "clusters_empty", "ami_level"):
+        assert record[key] == pytest.approx(whole[key], abs=1e-9), key
+    assert record["assignment_entropy"] == pytest.approx(whole["assignment_entropy"], abs=1e-9)
+
+    resumed = subprocess.run([*args, "optim.epochs=3", "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(load_checkpoint(out / "checkpoint.pt")["run_state"]["history"]) == 3
+    with pytest.raises(PretrainError, match="resume it with the same number"):
+        fit(load_config(DCV2, [*overrides, "optim.epochs=4"]), shards, out, resume=True)
+
+
+def test_shards_refuse_a_method_that_needs_random_access_and_skip_a_corrupt_shard(shards: Path, tmp_path: Path) -> None:
+    with pytest.raises(PretrainError, match="needs random access to every file"):
+        fit(load_config(CONFIGS / "tiny.yaml", SHORT), shards, tmp_path / "v1")
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in shards.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    (damaged / "shard-000003.tar").write_bytes(b"not a tar archive" * 100)
+    summary = fit(
+        load_config(DCV2, ["optim.epochs=1", "optim.steps_per_epoch=4", "num_threads=1"]), damaged, tmp_path / "run"
+    )
+    reasons = list(summary["skipped"].values())
+    assert len(reasons) == 1 and "shard-000003.tar: unreadable shard" in reasons[0]
+    assert summary["epochs"] == 1

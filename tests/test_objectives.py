@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from decar import dist
 from decar.augment import AUGMENTATIONS, AugmentConfig, build_augmentation
 from decar.checkpoint import load_checkpoint
-from decar.cluster import ema_centroids, nmi, sharded_spherical_kmeans, sinkhorn, spherical_kmeans
+from decar.cluster import (
+    ema_centroids,
+    nmi,
+    pca_whiten,
+    sharded_kmeans,
+    sharded_spherical_kmeans,
+    sinkhorn,
+    spherical_kmeans,
+)
 from decar.config import load_config
 from decar.objectives import create_objective, list_objectives
 from decar.objectives.base import SampleShare
@@ -246,16 +254,25 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) ->
         half = torch.arange(rank * 45, (rank + 1) * 45)  # contiguous shards: rows never leave their process
         sharded = sharded_spherical_kmeans(x[half], half, 90, 12, num_iters=8, seed=4, group=group)
         reseeded = sharded_spherical_kmeans(x[half], half, 90, 6, 8, group=group, initial=_with_a_dead_centroid(x))
+        whitened = pca_whiten(_v1_features()[half], out_dim=6, group=group)
+        euclidean = sharded_kmeans(whitened, half, 90, 7, 8, seed=2, group=group, spherical=False)
         torch.save(
             {"kmeans": result.assignments, "centres": result.centroids, "codes": codes, "ema": centroids, "n": counts}
             | online
             | {"sharded": sharded.assignments, "sharded_centres": sharded.centroids, "sharded_empty": sharded.num_empty}
             | {"sharded_inertia": torch.tensor(sharded.inertia)}
-            | {"reseeded": reseeded.assignments, "reseeded_centres": reseeded.centroids},
+            | {"reseeded": reseeded.assignments, "reseeded_centres": reseeded.centroids}
+            | {"whitened": whitened, "euclidean": euclidean.assignments, "euclidean_centres": euclidean.centroids},
             f"{out_file}.{rank}",
         )
     finally:
         torch_dist.destroy_process_group()
+
+
+def _v1_features() -> torch.Tensor:
+    """90 unnormalised 10-d features in 3 loose groups, for PCA-whitening and Euclidean k-means."""
+    generator = torch.Generator().manual_seed(8)
+    return 3 * torch.randn(3, 10, generator=generator)[torch.arange(90) % 3] + torch.randn(90, 10, generator=generator)
 
 
 @pytest.mark.slow
@@ -284,6 +301,12 @@ def test_collective_math_over_two_processes_matches_one(tmp_path: Path) -> None:
         torch.testing.assert_close(part["sharded_centres"], crowded.centroids)
         assert int(part["sharded_empty"]) == crowded.num_empty == 0
         assert float(part["sharded_inertia"]) == pytest.approx(crowded.inertia, rel=1e-5)
+    # DeepCluster v1 reading shards: PCA from summed moments, Euclidean k-means on rows that stay put.
+    whitened = pca_whiten(_v1_features(), out_dim=6)
+    torch.testing.assert_close(torch.cat([part["whitened"] for part in parts]), whitened, rtol=0, atol=1e-5)
+    euclidean = sharded_kmeans(whitened, torch.arange(90), 90, 7, 8, seed=2, spherical=False)
+    assert torch.equal(torch.cat([part["euclidean"] for part in parts]), euclidean.assignments)
+    torch.testing.assert_close(parts[0]["euclidean_centres"], euclidean.centroids)
     alone = sharded_spherical_kmeans(x, torch.arange(90), 90, 6, 8, initial=_with_a_dead_centroid(x))
     assert not torch.allclose(alone.centroids[-1], _with_a_dead_centroid(x)[-1])  # the dead one was re-seeded
     assert torch.equal(torch.cat([part["reseeded"] for part in parts]), alone.assignments)

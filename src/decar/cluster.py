@@ -321,6 +321,7 @@ def pca_whiten(
     eps: float = 1e-5,
     power: float = -0.5,
     l2_normalize: bool = True,
+    group: ProcessGroup | None = None,
 ) -> Tensor:
     """Centre, project on the top principal axes, scale by eigenvalue**power, L2-normalise (DeepCluster v1).
 
@@ -340,13 +341,16 @@ def pca_whiten(
             ``eps=0`` a zero-variance axis makes the whitened output non-finite).
         power: exponent of the eigenvalue scaling (-0.5 whitens, 0 is plain PCA).
         l2_normalize: L2-normalise output rows (the input of spherical-like k-means in DeepCluster v1).
+        group: with rows spread over processes, each passes its own; the mean and covariance are summed over
+            ``group``, so every process projects with the axes of all N rows.
 
     Returns:
-        (N, min(out_dim, D, N - 1)) float32 tensor on ``x``'s device.
+        (n, min(out_dim, D, N - 1)) float32 tensor on ``x``'s device: this process's n rows.
     """
     if x.dim() != 2:
         raise ValueError(f"pca_whiten expects x of shape (N, D), got {tuple(x.shape)}")
-    num_rows, dim = x.shape
+    dim = x.shape[1]
+    num_rows = int(_sum_across(torch.tensor([x.shape[0]], device=x.device), group))
     if num_rows < 2 or dim < 1:
         raise ValueError(f"pca_whiten needs at least 2 rows and 1 column, got {tuple(x.shape)}")
     if out_dim < 1:
@@ -357,8 +361,8 @@ def pca_whiten(
         raise ValueError("pca_whiten input contains NaN or infinite values")
     keep = min(out_dim, dim, num_rows - 1)
     centred = x.detach().double()
-    centred = centred - centred.mean(dim=0)
-    covariance = centred.T @ centred / (num_rows - 1)
+    centred = centred - _sum_across(centred.sum(dim=0), group) / num_rows
+    covariance = _sum_across(centred.T @ centred, group) / (num_rows - 1)
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
     eigenvalues = eigenvalues.flip(0)[:keep].clamp_min(0.0)
     axes = eigenvectors.flip(1)[:, :keep]
@@ -588,7 +592,23 @@ def sharded_spherical_kmeans(
     on_round: Callable[[int], None] | None = None,
     initial: Tensor | None = None,
 ) -> KMeansResult:
-    """Spherical k-means on rows that stay on their own process: nothing of size N is ever gathered.
+    """Spherical k-means on rows that stay on their own process (:func:`sharded_kmeans` on unit rows)."""
+    return sharded_kmeans(rows, row_ids, num_rows, num_clusters, num_iters, seed, group, on_round, initial)
+
+
+def sharded_kmeans(
+    rows: Tensor,
+    row_ids: Tensor,
+    num_rows: int,
+    num_clusters: int,
+    num_iters: int = 10,
+    seed: int = 0,
+    group: ProcessGroup | None = None,
+    on_round: Callable[[int], None] | None = None,
+    initial: Tensor | None = None,
+    spherical: bool = True,
+) -> KMeansResult:
+    """K-means on rows that stay on their own process: nothing of size N is ever gathered.
 
     Each process holds a share of the N rows, with their global ids. The initial centroids are the rows a CPU
     generator seeded by ``seed`` draws from all N ids, the same draw as on one process; each is all-reduced from
@@ -598,7 +618,7 @@ def sharded_spherical_kmeans(
     process computes on all rows, up to the order of floating-point sums.
 
     Args:
-        rows: (n_local, D) this process's rows (L2-normalised here); may be empty.
+        rows: (n_local, D) this process's rows (L2-normalised here when ``spherical``); may be empty.
         row_ids: (n_local,) their global ids in [0, num_rows), ascending.
         num_rows: N over all processes.
         num_clusters: K, with 1 <= K <= N.
@@ -608,6 +628,8 @@ def sharded_spherical_kmeans(
         on_round: called with 1 after each round.
         initial: (K, D) starting centroids, identical everywhere (e.g. k-means++ on replicated rows), instead
             of the seeded draw.
+        spherical: unit rows and centroids, nearest by cosine (DeepCluster-v2); False: Euclidean k-means with
+            mean centroids (DeepCluster v1).
 
     Returns:
         A :class:`KMeansResult` whose ``assignments`` are this process's rows' (in ``rows`` order); centroids,
@@ -615,38 +637,41 @@ def sharded_spherical_kmeans(
     """
     if not 1 <= num_clusters <= num_rows:
         raise ValueError(f"num_clusters must lie in [1, {num_rows}] (the number of rows), got {num_clusters}")
-    data = F.normalize(rows.detach().float(), dim=1)
+    data = rows.detach().float()
+    data = F.normalize(data, dim=1) if spherical else data
+    sq_norms = data.square().sum(dim=1)
     ids = row_ids.to(data.device)
     if initial is not None:
-        centroids = F.normalize(initial.detach().float().to(data.device), dim=1)
+        centroids = initial.detach().float().to(data.device)
+        centroids = F.normalize(centroids, dim=1) if spherical else centroids
     else:
         chosen = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))[:num_clusters]
         centroids = _rows_by_id(data, ids, chosen.to(data.device), group)
     for _ in range(num_iters):
-        similarity, labels = _nearest_centroid(data, centroids)
+        labels, sq_dists = _nearest_centroid(data, sq_norms, centroids, spherical)
         sums = _sum_across(torch.zeros_like(centroids).index_add_(0, labels, data), group)
         counts = _sum_across(torch.bincount(labels, minlength=num_clusters).to(data.dtype), group)
         filled = counts > 0
-        centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
+        means = F.normalize(sums, dim=1) if spherical else sums / counts.clamp_min(1)[:, None]
+        centroids = torch.where(filled[:, None], means, centroids)
         empty = torch.nonzero(~filled).squeeze(1)
         if empty.numel():
-            worst = _worst_ids(1.0 - similarity, ids, empty.numel(), group)
+            worst = _worst_ids(sq_dists, ids, empty.numel(), group)
             centroids[empty] = _rows_by_id(data, ids, worst, group)
         if on_round is not None:
             on_round(1)
-    assignments = _nearest_centroid(data, centroids)[1]
+    assignments = _nearest_centroid(data, sq_norms, centroids, spherical)[0]
     inertia = torch.tensor([_inertia(data, centroids, assignments, 8192)], dtype=torch.float64, device=data.device)
     counts = _sum_across(torch.bincount(assignments, minlength=num_clusters), group)
     return KMeansResult(centroids, assignments, float(_sum_across(inertia, group)), int((counts == 0).sum()))
 
 
-def _nearest_centroid(data: Tensor, centroids: Tensor, chunk: int = 65536) -> tuple[Tensor, Tensor]:
-    """(similarity, index) of each row's most similar centroid, ``chunk`` rows at a time: memory chunk x K, not
-    N x K (8 GB at 2 M rows and K = 1024); a process may hold no row."""
-    best = [(part @ centroids.T).max(dim=1) for part in data.split(chunk)]
-    if not best:
-        return data.new_zeros(0), torch.zeros(0, dtype=torch.long, device=data.device)
-    return torch.cat([b.values for b in best]), torch.cat([b.indices for b in best])
+def _nearest_centroid(data: Tensor, sq_norms: Tensor, centroids: Tensor, spherical: bool) -> tuple[Tensor, Tensor]:
+    """(index, squared distance) of each row's nearest centroid, 65536 rows at a time (memory chunk x K, not
+    N x K: 8 GB at 2 M rows and K = 1024); a process may hold no row."""
+    if not len(data):
+        return torch.zeros(0, dtype=torch.long, device=data.device), data.new_zeros(0)
+    return _assign(data, sq_norms, centroids, spherical, 65536)
 
 
 def _rows_by_id(data: Tensor, ids: Tensor, wanted: Tensor, group: ProcessGroup | None) -> Tensor:

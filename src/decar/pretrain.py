@@ -40,7 +40,7 @@ from decar.data import AudioCrops, Batch, FileFeed, scan_files, step_seed
 from decar.models import create_model
 from decar.models.batchnorm import recalibrate_batchnorm
 from decar.moments import RunningMoments
-from decar.objectives import EpochContext, Objective, SampleShare, create_objective, objective_class
+from decar.objectives import EpochContext, Objective, SampleShare, create_objective
 from decar.optim import Lars
 from decar.plots import plot_training_curves
 from decar.schedules import learning_rates
@@ -198,12 +198,6 @@ class Trainer:
         cfg, info = self.cfg, self.info
         workers, pin = cfg.data.num_workers, self.device.type == "cuda"
         if is_shard_folder(data):
-            if not objective_class(cfg.method).reads_streams:
-                raise PretrainError(
-                    f"method {cfg.method} draws its samples in an order of its own, which needs random access to "
-                    f"every file; {data} is a shard folder: pretrain {cfg.method} on the audio files, or use "
-                    "method dcv2 or online on shards"
-                )
             feed: FileFeed | ShardFeed = ShardFeed(data, self.dataset, info, workers, pin, cfg.data.min_seconds)
             self.state.bad_files = dict(feed.too_short)
             share = SampleShare(feed.count, feed.owned)

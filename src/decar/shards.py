@@ -374,8 +374,8 @@ class ShardFeed:
     Rank r reads only the shards it owns (r, r + W, ...), so it keeps the per-sample state of their samples
     and nothing else (``sharded`` True, ``owned`` their ids): feature passes and memory banks never leave the
     rank. Training batches come from an endless shuffled stream over the rank's shards; an epoch is a number of
-    steps, and a resumed epoch continues each worker's stream exactly. The order is the stream's, so a method
-    that needs samples in an order of its own (DeepCluster v1's cluster-balanced sampler) cannot read shards.
+    steps, and a resumed epoch continues each worker's stream exactly. The order is the stream's: an objective's
+    ``sample_order`` is not used (DeepCluster v1 weighs its loss instead).
     """
 
     sharded = True

@@ -4,7 +4,8 @@ An objective owns everything method-specific: its head or prototypes, memory ban
 the order in which it wants the samples, and its loss. The loop (:mod:`decar.pretrain`) only calls these hooks:
 
 1. ``start_epoch(ctx)`` before an epoch's first step (cluster, reset heads, fill a memory bank);
-2. ``sample_order(epoch, count, generator)`` for the epoch's sample indices (all ranks, same order);
+2. ``sample_order(epoch, count, generator)`` for the epoch's sample indices (all ranks, same order; reading
+   shards, the stream sets the order instead);
 3. ``forward(network, x, indices)`` each step, with ``network`` the (possibly DDP-wrapped) ``self.network``
    and ``x`` the batch's ``views`` augmented views of every crop, stacked view after view;
 4. ``assignments()`` and ``health()`` after each epoch, for the log.
@@ -102,8 +103,6 @@ class Objective(nn.Module):
     name: ClassVar[str]
     views: ClassVar[int] = 1
     """Augmented views of each crop that ``forward`` receives (the augmentations run once per view)."""
-    reads_streams: ClassVar[bool] = True
-    """False for a method that needs its samples in an order of its own (so, files read by random access)."""
 
     def __init__(self, network: nn.Module, num_samples: int) -> None:
         super().__init__()

@@ -107,18 +107,16 @@ class DeepClusterV2(Objective):
         iters, init = self.config.kmeans_iters, self.config.kmeans_init
         if not self.share.sharded:
             return spherical_kmeans(rows, k, iters, seed=seed, group=group, init=init, on_round=advance)
-        # Number the filled rows of all ranks consecutively, rank by rank: the seeded draw of initial rows
-        # and the re-seeding of empty clusters address rows by these ids.
-        counts = dist.all_gather_rows(torch.tensor([len(rows)], device=self.info.device), self.info).cpu()
-        first = int(counts[: self.info.rank].sum())
-        ids = torch.arange(first, first + len(rows), device=rows.device)
+        # The seeded draw of initial rows and the re-seeding of empty clusters address rows by global ids.
+        ids, total = dist.consecutive_ids(len(rows), self.info)
+        first_rank_rows = int(dist.broadcast(torch.tensor([len(rows)], device=self.info.device), self.info).item())
         initial = None
-        if init == "k-means++" and int(counts[0]) >= k:  # k-means++ is sequential: rank 0 seeds from its own rows
+        if init == "k-means++" and first_rank_rows >= k:  # k-means++ is sequential: rank 0 seeds from its rows
             initial = torch.zeros(k, rows.shape[1], device=self.info.device)
             if self.info.is_main:
                 initial = spherical_kmeans_plus_plus(rows, k, seed).to(initial)
             initial = dist.broadcast(initial, self.info).to(rows.device)
-        return sharded_spherical_kmeans(rows, ids, int(counts.sum()), k, iters, seed, group, advance, initial)
+        return sharded_spherical_kmeans(rows, ids.to(rows.device), total, k, iters, seed, group, advance, initial)
 
     def forward(self, network: nn.Module, x: Tensor, indices: Tensor) -> dict[str, Tensor]:
         projections = network(x).float()

@@ -3,7 +3,9 @@ the cluster ids with a freshly initialised top layer.
 
 Epoch start: one no-grad feature pass (eval mode, centre crops) → PCA-whitening → k-means (rank 0, labels
 broadcast) → new top layer. Steps draw samples uniformly over non-empty clusters; the loss is cross-entropy
-against the sample's cluster id.
+against the sample's cluster id. Reading shards, each rank keeps its own clips' features and labels (PCA from
+summed moments, k-means exchanging (K, D) sums), and since the stream sets the order, the loss weighs each
+cluster by the inverse of its size instead of the sampler drawing uniformly over clusters.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decar import dist
-from decar.cluster import balanced_cluster_indices, kmeans, pca_whiten
+from decar.cluster import balanced_cluster_indices, kmeans, pca_whiten, sharded_kmeans
 from decar.data import step_seed
 from decar.objectives.base import EpochContext, Objective, register_objective
 
@@ -122,14 +125,13 @@ class DeepClusterNet(nn.Module):
 class DeepClusterV1(Objective):
     """The paper's first method; see the module docstring."""
 
-    reads_streams = False  # its sampler draws uniformly over pseudo-classes: random access to every sample
-
     def __init__(self, config: DeepClusterV1Config, encoder: nn.Module, num_samples: int) -> None:
         head = DeepClusterV1Head(encoder.embed_dim, config.hidden_dim, config.num_clusters, config.dropout)
         super().__init__(DeepClusterNet(encoder, head), num_samples)
         self.config = config
         self.register_buffer("labels", torch.full((num_samples,), -1, dtype=torch.long))
         self.inertia = 0.0
+        self._class_weights: Tensor | None = None
 
     def param_groups(self) -> list[dict]:
         top = list(self.network.head.top_layer.parameters())
@@ -140,6 +142,20 @@ class DeepClusterV1(Objective):
         cfg = self.config
         recalibrate = cfg.bn_recalibration == "every" or (cfg.bn_recalibration == "first" and ctx.epoch == 0)
         indices, features = ctx.feature_pass(self.network.features, cfg.bn_recalibration_batches * recalibrate, False)
+        if self.share.sharded:
+            self._cluster_own_rows(ctx, indices, features)
+        else:
+            self._cluster_on_first_rank(ctx, indices, features)
+        self.network.head.reset_top_layer(
+            cfg.top_layer_std, torch.Generator().manual_seed(step_seed(ctx.seed, ctx.epoch, 2))
+        )
+        for parameter in self.network.head.top_layer.parameters():
+            ctx.optimizer.state.pop(parameter, None)
+        return {"kmeans_inertia": self.inertia}
+
+    def _cluster_on_first_rank(self, ctx: EpochContext, indices: Tensor, features: Tensor) -> None:
+        """Every feature (gathered), clustered on rank 0; the labels broadcast."""
+        cfg = self.config
         labels = torch.full((self.num_samples,), -1, dtype=torch.long)
         inertia = torch.zeros(1, dtype=torch.float64)
         if ctx.info.is_main and len(indices) >= cfg.num_clusters:
@@ -157,12 +173,46 @@ class DeepClusterV1(Objective):
         device = ctx.info.device
         self.labels.copy_(dist.broadcast(labels.to(device), ctx.info))
         self.inertia = float(dist.broadcast(inertia.to(device), ctx.info).cpu()[0])
-        self.network.head.reset_top_layer(
-            cfg.top_layer_std, torch.Generator().manual_seed(step_seed(ctx.seed, ctx.epoch, 2))
-        )
-        for parameter in self.network.head.top_layer.parameters():
-            ctx.optimizer.state.pop(parameter, None)
-        return {"kmeans_inertia": self.inertia}
+
+    def _cluster_own_rows(self, ctx: EpochContext, indices: Tensor, features: Tensor) -> None:
+        """Each rank's own features (shards): PCA from summed moments, k-means exchanging only (K, D) sums."""
+        cfg = self.config
+        group = torch_dist.group.WORLD if ctx.info.is_distributed else None
+        ids, total = dist.consecutive_ids(len(features), ctx.info)
+        self.labels.fill_(-1)
+        self.inertia = 0.0
+        self._class_weights = None
+        if total < cfg.num_clusters:
+            return
+        whitened = pca_whiten(features.to(ctx.info.device), out_dim=cfg.pca_dim, group=group)
+        with ctx.track(f"epoch {ctx.epoch}: k-means, K = {cfg.num_clusters}", cfg.kmeans_iters) as advance:
+            result = sharded_kmeans(
+                whitened,
+                ids.to(whitened.device),
+                total,
+                cfg.num_clusters,
+                cfg.kmeans_iters,
+                step_seed(ctx.seed, ctx.epoch, 3) % (2**31),
+                group,
+                advance,
+                spherical=False,
+            )
+        rows, kept = self.share.rows(indices.to(self.labels.device))
+        self.labels[rows[kept]] = result.assignments.to(self.labels)[kept]
+        self.inertia = result.inertia
+
+    def _balancing_weights(self) -> Tensor:
+        """Reading shards the stream decides the order, so the loss weighs each cluster by 1 / its size (over
+        every rank) instead: in expectation DeepCluster's uniform draw over non-empty clusters."""
+        if self._class_weights is None:
+            known = self.labels[self.labels >= 0]
+            counts = torch.bincount(known, minlength=self.config.num_clusters).double().to(self.info.device)
+            counts = dist.all_reduce_sum(counts, self.info).to(self.labels.device)
+            filled = counts > 0
+            weights = torch.zeros_like(counts)
+            weights[filled] = counts.sum() / (filled.sum() * counts[filled])
+            self._class_weights = weights.float()
+        return self._class_weights
 
     def sample_order(self, epoch: int, count: int, generator: torch.Generator) -> Tensor:
         """Uniform over non-empty clusters (DeepCluster's sampler), so giant clusters do not dominate."""
@@ -173,8 +223,12 @@ class DeepClusterV1(Objective):
         return valid[balanced_cluster_indices(labels[valid], count, generator=generator)]
 
     def forward(self, network: nn.Module, x: Tensor, indices: Tensor) -> dict[str, Tensor]:
-        logits = network(x)
-        return {"loss": F.cross_entropy(logits.float(), self.labels[indices.to(self.labels.device)])}
+        logits = network(x).float()
+        if not self.share.sharded:
+            return {"loss": F.cross_entropy(logits, self.labels[indices.to(self.labels.device)])}
+        rows, _kept = self.share.rows(indices.to(self.labels.device))
+        weights = self._balancing_weights().to(logits.device)
+        return {"loss": F.cross_entropy(logits, self.labels[rows].to(logits.device), weight=weights, ignore_index=-1)}
 
     def assignments(self) -> Tensor:
         return self.labels

@@ -26,7 +26,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The demo fetches seven small Debian packages with `apt-get download`, which needs apt's package lists: as
+# root, they are refreshed once when empty. Without them the demo says so and uses generated audio.
 demo: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! apt-cache show csound-soundfont >/dev/null 2>&1; then \
+		apt-get update -qq || true; fi
 	$(BIN)/decar demo --out demo_run
 
 bench: $(STAMP)

@@ -4,7 +4,7 @@ For N clips split over W ranks (W = 1, 2, 4, 8), with dcv2's 128-d projections a
 
 - memory per rank of what each method keeps per clip: the dcv2 memory bank (N/W x 128 float32 when sharded,
   N x 128 when every rank holds it all), the assignments, v1's feature-pass output;
-- spherical k-means seconds per round on one rank's shard (`sharded_spherical_kmeans` on N/W rows: what each
+- spherical k-means seconds per round on one rank's shard (`sharded_kmeans` on N/W rows: what each
   rank computes; the all-reduce adds K x 128 floats per round, 0.5 MB at K = 1024);
 - checkpoint size and write time of the per-clip state of one rank (torch.save, then fsync);
 - a projected epoch time on 1 and 8 GPUs for each method: training and v1's extra pass at the clips/s measured
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from decar.cluster import sharded_spherical_kmeans
+from decar.cluster import sharded_kmeans
 
 GPU_RESULTS = Path(__file__).resolve().parent / "results" / "methods_cuda_fp32.json"
 """One H200, fp32, AudioNTT d = 512, batch 256, 4096 clips, 12 loader workers (BENCHMARKS.md, 2026-11-30)."""
@@ -48,7 +48,7 @@ def gpu_rates() -> dict[str, dict[str, float]]:
 def kmeans_seconds_per_round(rows: int, dim: int, clusters: int, rounds: int) -> float:
     data = torch.nn.functional.normalize(torch.randn(rows, dim), dim=1)
     start = time.perf_counter()
-    sharded_spherical_kmeans(data, torch.arange(rows), rows, clusters, num_iters=rounds, seed=0)
+    sharded_kmeans(data, torch.arange(rows), rows, clusters, num_iters=rounds, seed=0)
     return (time.perf_counter() - start) / rounds
 
 

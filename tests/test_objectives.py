@@ -21,7 +21,6 @@ from decar.cluster import (
     nmi,
     pca_whiten,
     sharded_kmeans,
-    sharded_spherical_kmeans,
     sinkhorn,
     spherical_kmeans,
 )
@@ -252,8 +251,8 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) ->
         )
         online = _online_steps(dist.DistInfo(rank, world, rank, torch.device("cpu")))
         half = torch.arange(rank * 45, (rank + 1) * 45)  # contiguous shards: rows never leave their process
-        sharded = sharded_spherical_kmeans(x[half], half, 90, 12, num_iters=8, seed=4, group=group)
-        reseeded = sharded_spherical_kmeans(x[half], half, 90, 6, 8, group=group, initial=_with_a_dead_centroid(x))
+        sharded = sharded_kmeans(x[half], half, 90, 12, num_iters=8, seed=4, group=group)
+        reseeded = sharded_kmeans(x[half], half, 90, 6, 8, group=group, initial=_with_a_dead_centroid(x))
         whitened = pca_whiten(_v1_features()[half], out_dim=6, group=group)
         euclidean = sharded_kmeans(whitened, half, 90, 7, 8, seed=2, group=group, spherical=False)
         torch.save(
@@ -307,7 +306,7 @@ def test_collective_math_over_two_processes_matches_one(tmp_path: Path) -> None:
     euclidean = sharded_kmeans(whitened, torch.arange(90), 90, 7, 8, seed=2, spherical=False)
     assert torch.equal(torch.cat([part["euclidean"] for part in parts]), euclidean.assignments)
     torch.testing.assert_close(parts[0]["euclidean_centres"], euclidean.centroids)
-    alone = sharded_spherical_kmeans(x, torch.arange(90), 90, 6, 8, initial=_with_a_dead_centroid(x))
+    alone = sharded_kmeans(x, torch.arange(90), 90, 6, 8, initial=_with_a_dead_centroid(x))
     assert not torch.allclose(alone.centroids[-1], _with_a_dead_centroid(x)[-1])  # the dead one was re-seeded
     assert torch.equal(torch.cat([part["reseeded"] for part in parts]), alone.assignments)
     for part in parts:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from decar.checkpoint import load_checkpoint
 from decar.cluster import nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, fit
-from decar.testing import write_bad_files, write_synthetic_corpus
+from decar.testing import pretrain_killed_after_first_checkpoint, write_bad_files, write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -106,15 +104,8 @@ def test_kill_and_resume_matches_uninterrupted_run(method: str, corpus: Path, tm
     killed_dir = tmp_path / "killed"
     args = _cli("--config", str(config), "--data", str(corpus), "--out", str(killed_dir), *overrides)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed_dir / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.exists(), proc.stderr.read().decode()
-    interrupted_at = load_checkpoint(checkpoint)["run_state"]
+    interrupted_at = pretrain_killed_after_first_checkpoint(args, killed_dir)
     assert not (interrupted_at["epoch"] == 1 and interrupted_at["epoch_complete"]), "run ended before the kill"
 
     done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from decar.cluster import ami, contingency, labels_from_contingency, nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, assignment_health, fit
 from decar.shards import write_shards
-from decar.testing import write_synthetic_corpus
+from decar.testing import pretrain_killed_after_first_checkpoint, write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -74,16 +72,8 @@ def test_a_killed_shard_run_with_two_loader_workers_resumes_exactly(shards: Path
     killed = tmp_path / "killed"
     args = _pretrain_cli("--config", str(DCV2), "--data", str(shards), "--out", str(killed), *overrides)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # a step or two more: the kill lands inside the epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.exists(), proc.stderr.read().decode()
-    stopped = load_checkpoint(checkpoint)["run_state"]
+    stopped = pretrain_killed_after_first_checkpoint(args, killed, linger_s=0.5)  # a kill inside the epoch
     assert not (stopped["epoch"] == 1 and stopped["epoch_complete"]), "run ended before the kill"
 
     done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)

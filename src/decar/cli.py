@@ -109,28 +109,30 @@ def pretrain(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the generated audio, the run and the results.")] = Path(
-        "demo_run"
-    ),
+    out: Annotated[Path, typer.Option(help="Folder for the audio, the run and the results.")] = Path("demo_run"),
     minutes: Annotated[float, typer.Option(help="Wall-clock minutes of pretraining.")] = 3.0,
     seeds: Annotated[int, typer.Option(help="Probe seeds.")] = 3,
+    cache: Annotated[Path, typer.Option(help="Debian package cache.")] = Path("~/.cache/decar/debian"),
+    generated: Annotated[bool, typer.Option(help="Use generated audio, not Debian packages.")] = False,
 ) -> None:
-    """The whole chain in about five minutes on a CPU: generated audio, pretraining, evaluation, a comparison.
+    """The whole chain in minutes on a CPU: real audio, pretraining, evaluation, a comparison table.
 
-    Pretrains configs/tiny_v2.yaml on a generated corpus, then scores it on two generated tasks against the same
+    Builds a small bench from seven free Debian packages (generated audio where they cannot be fetched, saying
+    why), pretrains configs/tiny_v2.yaml on its corpus, then scores it on the bench's tasks against the same
     architecture at random init and log-mel statistics. Rerunning reuses what is finished.
     """
     from decar.demo import run_demo
 
     _setup_logging(False)
     try:
-        text = run_demo(out, minutes, seeds)
+        text, audio = run_demo(out, minutes, seeds, cache, generated)
     except USER_ERRORS as err:
         _fail(err)
     typer.echo(text)
+    run, results = out / f"run_{audio.kind}", out / f"results_{audio.kind}"
     typer.echo(
-        f"report: {out / 'results' / 'bench.md'} and bench.png; training curves: {out / 'run' / 'curves.png'}; "
-        f"checkpoint: {out / 'run' / 'checkpoint.pt'}"
+        f"audio: {audio.description} ({audio.bench}); report: {results / 'bench.md'} and bench.png; "
+        f"training curves: {run / 'curves.png'}; checkpoint: {run / 'checkpoint.pt'}"
     )
 
 
@@ -429,20 +431,26 @@ def build_bench_command(
     seed: Annotated[int, typer.Option(help="Every random choice of the build derives from it.")] = 0,
     scale: Annotated[float, typer.Option(help="Fraction of the full size, e.g. 0.05 for a quick build.")] = 1.0,
     workers: Annotated[int, typer.Option(help="Rendering processes.")] = 2,
+    plan: Annotated[
+        str, typer.Option(help="full: 28 packages, seven tasks; demo: seven small packages, two tasks.")
+    ] = "full",
 ) -> None:
     """Fetch free Debian audio packages and build a pretraining corpus and labelled HEAR tasks from them.
 
     Deterministic in --seed. Rerunning on the same --out with the same --seed and --scale resumes: finished clips
     are kept. Reserved packages (kept for an outside check) are never fetched.
     """
-    from decar.corpora.bench import BenchError, build_bench
+    from decar.corpora.bench import PLANS, BenchError, build_bench
     from decar.corpora.debian import PackageUnavailableError, ReservedPackageError
+
+    if plan not in PLANS:
+        _fail(ValueError(f"unknown --plan {plan!r}; choose from {', '.join(PLANS)}"))
 
     missing = [name for name in ("espeakng_loader", "midirenderer", "mido") if importlib.util.find_spec(name) is None]
     if missing:
         _fail(RuntimeError(f"build-bench needs {', '.join(missing)}; install them with: pip install 'decar[bench]'"))
     try:
-        build_bench(out, cache, seed=seed, scale=scale, workers=workers, console=console)
+        build_bench(out, cache, seed=seed, scale=scale, workers=workers, console=console, plan=PLANS[plan])
     except (BenchError, PackageUnavailableError, ReservedPackageError) as err:
         _fail(err)
 

@@ -30,7 +30,7 @@ __all__ = [
     "kmeans",
     "nmi",
     "pca_whiten",
-    "sharded_spherical_kmeans",
+    "sharded_kmeans",
     "sinkhorn",
     "spherical_kmeans",
 ]
@@ -549,7 +549,7 @@ def spherical_kmeans(
 ) -> KMeansResult:
     """DeepCluster-v2's k-means on the unit sphere, on rows every process holds, its work split across them.
 
-    Process r assigns rows r, r + W, ... (:func:`sharded_spherical_kmeans` on that share), and the assignments
+    Process r assigns rows r, r + W, ... (:func:`sharded_kmeans` on that share), and the assignments
     are summed across processes at the end so that every process returns all of them.
 
     Args:
@@ -572,28 +572,11 @@ def spherical_kmeans(
     if init == "k-means++":
         generator = torch.Generator().manual_seed(seed)
         initial = _kmeans_plus_plus(data, data.square().sum(dim=1), num_clusters, generator)
-    shard = sharded_spherical_kmeans(
-        data[mine], mine, data.shape[0], num_clusters, num_iters, seed, group, on_round, initial
-    )
+    shard = sharded_kmeans(data[mine], mine, data.shape[0], num_clusters, num_iters, seed, group, on_round, initial)
     assignments = torch.zeros(data.shape[0], dtype=torch.long, device=data.device)
     assignments[mine] = shard.assignments
     _sum_across(assignments, group)
     return KMeansResult(shard.centroids, assignments, shard.inertia, shard.num_empty)
-
-
-def sharded_spherical_kmeans(
-    rows: Tensor,
-    row_ids: Tensor,
-    num_rows: int,
-    num_clusters: int,
-    num_iters: int = 10,
-    seed: int = 0,
-    group: ProcessGroup | None = None,
-    on_round: Callable[[int], None] | None = None,
-    initial: Tensor | None = None,
-) -> KMeansResult:
-    """Spherical k-means on rows that stay on their own process (:func:`sharded_kmeans` on unit rows)."""
-    return sharded_kmeans(rows, row_ids, num_rows, num_clusters, num_iters, seed, group, on_round, initial)
 
 
 def sharded_kmeans(

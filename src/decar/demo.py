@@ -1,10 +1,12 @@
-"""`decar demo`: the whole chain in a few minutes on a CPU: audio → pretraining → evaluation → comparison table.
+"""`decar demo`: the whole chain in minutes on a CPU: audio → pretraining → evaluation → comparison table.
 
-1. Audio: a generated corpus of eight sound families (tones, chords, noises, chirps, clicks; each clip with its
-   own pitch, level and noise) and two labelled tasks in the HEAR layout, generated likewise: which family a
-   clip is (8 classes) and which way its pitch moves (rising, falling or steady), in loud white noise so that
-   the models differ. Generated, not real audio,
-   so that the demo needs no download; `decar data build-bench` builds the real-audio bench.
+1. Audio: a small real-audio bench from seven free Debian packages (about 56 MB: speech, keyboard clicks,
+   desktop and phone sounds, CC0 samples, two General MIDI SoundFonts), built by `decar data build-bench`'s
+   machinery with the demo plan at a small scale: a corpus of about 2,000 clips (500 recordings, 1,450 notes,
+   phrases and drum patterns rendered from one SoundFont) and two HEAR tasks of about 400 clips each,
+   instrument family (test notes from a SoundFont the corpus never uses) and spoken digits (test voices the
+   corpus never hears). Where the packages cannot be fetched (no network, no apt) it says why and uses
+   generated audio instead: eight sound families and two tasks in loud noise (`--generated` asks for them).
 2. Pretraining: `configs/tiny_v2.yaml` (DeepCluster-v2, the method that learns on the real-audio bench) for a
    fixed wall-clock budget, with a progress bar; checkpoints as it goes.
 3. Evaluation: `decar bench` with the default probe (3 seeds, 95 % intervals, paired marks) of the fresh model
@@ -17,6 +19,7 @@ Rerunning the same command reuses what is finished: the audio, the pretraining r
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from decar.testing import SOUND_KINDS, write_hear_task, write_synthetic_corpus
@@ -24,12 +27,45 @@ from decar.testing import SOUND_KINDS, write_hear_task, write_synthetic_corpus
 log = logging.getLogger(__name__)
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny_v2.yaml"
+DEMO_SCALE = 0.05
+"""Scale of the demo bench's rendered clips and tasks (of the full bench's counts); its recordings are all used."""
+DEFAULT_CACHE = Path("~/.cache/decar/debian")
 NOISE_RATIO = 1.5
-"""White noise added to every task clip (RMS relative to the clip's): the clean tasks are solved by every model."""
+"""White noise added to every generated task clip (RMS relative to the clip's): the clean tasks are solved by
+every model."""
 TASKS = {
     "sound_family": SOUND_KINDS,
     "pitch_direction": ("chirp_up", "chirp_down", "tone"),
 }
+
+
+@dataclass(frozen=True)
+class DemoAudio:
+    """Where the demo's corpus and tasks are, and what they are (for the report)."""
+
+    corpus: Path
+    bench: Path
+    kind: str
+    description: str
+
+
+def demo_audio(out: Path, cache_dir: Path = DEFAULT_CACHE, generated: bool = False) -> DemoAudio:
+    """The real-audio demo bench, or generated audio when asked or when the Debian packages cannot be had."""
+    if not generated:
+        from decar.corpora.bench import DEMO_PLAN, BenchError, build_bench
+        from decar.corpora.debian import PackageUnavailableError
+
+        try:
+            build_bench(out / "bench", Path(cache_dir).expanduser(), scale=DEMO_SCALE, plan=DEMO_PLAN)
+        except (PackageUnavailableError, BenchError, ImportError, OSError) as err:
+            log.warning("the demo's Debian packages cannot be had (%s); using generated audio instead", err)
+        else:
+            packages = ", ".join(DEMO_PLAN.packages)
+            return DemoAudio(
+                out / "bench" / "corpus" / "files.txt", out / "bench", "debian", f"real audio from {packages}"
+            )
+    corpus, bench = write_demo_audio(out / "generated")
+    return DemoAudio(corpus, bench, "generated", "generated audio (tones, chords, noises, chirps, clicks)")
 
 
 def write_demo_audio(out: Path) -> tuple[Path, Path]:
@@ -45,8 +81,11 @@ def write_demo_audio(out: Path) -> tuple[Path, Path]:
     return corpus, bench
 
 
-def run_demo(out: Path, minutes: float = 3.0, seeds: int = 3) -> str:
-    """Generate the audio, pretrain the tiny config for `minutes`, compare it with the baselines; the report."""
+def run_demo(
+    out: Path, minutes: float = 3.0, seeds: int = 3, cache_dir: Path = DEFAULT_CACHE, generated: bool = False
+) -> tuple[str, DemoAudio]:
+    """Get the audio, pretrain the tiny config for `minutes`, compare it with the baselines: the report, and
+    which audio it used."""
     from decar.config import load_config
     from decar.embed import bundled_model_path
     from decar.evaluate.bench import run_bench
@@ -55,13 +94,13 @@ def run_demo(out: Path, minutes: float = 3.0, seeds: int = 3) -> str:
     if not minutes > 0:
         raise ValueError(f"minutes must be positive, got {minutes}")
     out = Path(out)
-    corpus, bench = write_demo_audio(out)
-    run = out / "run"
+    audio = demo_audio(out, cache_dir, generated)
+    run = out / f"run_{audio.kind}"
     # the budget, not the epochs, ends the run
     overrides = [f"time_budget_minutes={minutes}", "optim.epochs=1000", "device=cpu"]
     config = load_config(CONFIG if CONFIG.is_file() else None, overrides)
-    log.info("pretraining %s for %g min on %s", CONFIG.name, minutes, corpus)
-    fit(config, corpus, run, resume=(run / "checkpoint.pt").is_file())
+    log.info("pretraining %s for %g min on %s", CONFIG.name, minutes, audio.description)
+    fit(config, audio.corpus, run, resume=(run / "checkpoint.pt").is_file())
     checkpoint = str(run / "checkpoint.pt")
     models = [checkpoint, f"random:{checkpoint}", "logmel-stats"]
     bundled = bundled_model_path()
@@ -69,4 +108,4 @@ def run_demo(out: Path, minutes: float = 3.0, seeds: int = 3) -> str:
         models.insert(0, str(bundled))
     else:
         log.info("no pretrained model ships with this decar release yet: the table has none")
-    return run_bench(bench, models, out / "results", ("linear",), seeds)
+    return run_bench(audio.bench, models, out / f"results_{audio.kind}", ("linear",), seeds), audio

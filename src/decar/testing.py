@@ -216,3 +216,27 @@ def write_hear_task(
     }
     (folder / "task_metadata.json").write_text(json.dumps(metadata))
     return folder
+
+
+def pretrain_killed_after_first_checkpoint(args: list[str], out: Path, linger_s: float = 0.0) -> dict:
+    """Run ``decar pretrain`` (``args``, writing to ``out``) in a subprocess, SIGKILL it ``linger_s`` after its first
+    checkpoint appears, and return that checkpoint's run state: the killed half of a resume test."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from decar.checkpoint import load_checkpoint
+
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = Path(out) / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(linger_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not checkpoint.exists():
+        raise AssertionError(f"no checkpoint before the kill: {proc.stderr.read().decode()}")
+    return load_checkpoint(checkpoint)["run_state"]

@@ -15,7 +15,7 @@ from corpora_standins import fake_render_note_clips, write_standin_cache
 from rich.console import Console
 
 from decar.corpora import clips
-from decar.corpora.bench import BenchError, build_bench
+from decar.corpora.bench import DEMO_PLAN, BenchError, build_bench
 from decar.corpora.debian import DebianCache, is_reserved
 from decar.corpora.sources import is_under
 from decar.corpora.synth import Utterance
@@ -161,3 +161,29 @@ def test_one_audio_under_two_names_stays_in_its_first_split(tmp_path: Path) -> N
     counts = write_task_folder(tmp_path, design, results, [])
     assert counts == {"classes": 1, "train": 1, "valid": 0, "test": 1}
     assert json.loads((tmp_path / "tasks/t/test.json").read_text()) == {"c.flac": ["x"]}
+
+
+def test_the_demo_plan_builds_two_tasks_from_seven_packages(
+    built: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _first, _second, cache = built
+    monkeypatch.setattr(clips, "render_note_clips", fake_render_note_clips)
+    summary = build_bench(
+        tmp_path, cache, scale=0.01, workers=1, console=Console(quiet=True), cache=DebianCache(cache), plan=DEMO_PLAN
+    )
+    assert set(summary["tasks"]) == {"instrument_family", "voiced_digits"}
+    assert set(summary["corpus"]) <= {*DEMO_PLAN.packages, "espeak-ng"}
+    for name in summary["tasks"]:
+        split = next(load_hear_task(tmp_path / "tasks" / name).splits())  # raises on an empty split
+        assert split.train and split.valid and split.test, name
+    rows = _manifest(tmp_path)
+    corpus_sources = {row["source_id"] for row in rows if row["role"] == "corpus"}
+    assert not any(source.startswith("timgm6mb-soundfont") for source in corpus_sources)  # the held-out SoundFont
+    test_voices = {
+        row["source_id"].split("/")[1] for row in rows if row["task"] == "voiced_digits" and row["split"] == "test"
+    }
+    train_voices = {
+        row["source_id"].split("/")[1] for row in rows if row["task"] == "voiced_digits" and row["split"] == "train"
+    }
+    assert test_voices and not test_voices & train_voices
+    assert json.loads((tmp_path / "build.json").read_text())["plan"] == "demo"

@@ -15,9 +15,11 @@ decar version), on the same folder is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from decar._console import progress_bar
 from decar._io import atomic_write_text
 from decar.corpora.catalog import build_catalog
 from decar.corpora.clips import ClipSpec, FileCut, render_all
-from decar.corpora.corpus import HeldOut, corpus_clips
+from decar.corpora.corpus import DRUM_SOUNDFONTS, NOTE_SOUNDFONTS, HeldOut, corpus_clips
 from decar.corpora.debian import RESERVED_PATTERNS, DebianCache, Package, is_reserved, licences
 from decar.corpora.report import (
     PackageInfo,
@@ -41,10 +43,57 @@ from decar.corpora.report import (
 )
 from decar.corpora.sources import PACKAGES, Recording, SourcePackage
 from decar.corpora.synth import espeak_languages, espeak_variants
-from decar.corpora.tasks import TASK_DESIGNS, TUXPAINT, Inputs, TaskDesign
+from decar.corpora.tasks import TASK_DESIGNS, TUXPAINT, Inputs, TaskDesign, instrument_family, voiced_digits
 from decar.corpora.texts import stamp_texts
 
 BUILD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Which packages a bench reads, which tasks it designs, and which SoundFonts its corpus renders from."""
+
+    name: str
+    packages: tuple[str, ...]
+    tasks: tuple[Callable[[Inputs], TaskDesign], ...]
+    note_soundfonts: dict[str, float]
+    drum_soundfonts: dict[str, float]
+    real_scale: float | None = None
+    """Share of the packages' recordings in the corpus (None: the build's --scale)."""
+
+    @property
+    def sources(self) -> list[SourcePackage]:
+        return [source for source in PACKAGES if source.name in self.packages]
+
+
+FULL_PLAN = BenchPlan("full", tuple(source.name for source in PACKAGES), TASK_DESIGNS, NOTE_SOUNDFONTS, DRUM_SOUNDFONTS)
+"""The real-audio bench of BENCHMARKS.md: 28 packages (2.4 GB of downloads), seven tasks."""
+
+DEMO_INSTRUMENTS = {
+    "train": ("csound-soundfont", 2),
+    "valid": ("timgm6mb-soundfont", 1),
+    "test": ("timgm6mb-soundfont", 1),
+}
+DEMO_PLAN = BenchPlan(
+    "demo",
+    (
+        "pocketsphinx-testdata",
+        "bucklespring-data",
+        "oxygen-sounds",
+        "lomiri-sounds",
+        "sonic-pi-samples",
+        "csound-soundfont",
+        "timgm6mb-soundfont",
+    ),
+    (functools.partial(instrument_family, soundfonts=DEMO_INSTRUMENTS), voiced_digits),
+    {"csound-soundfont": 1.0},
+    {"csound-soundfont": 1.0},
+    real_scale=1.0,
+)
+"""`make demo`'s bench: seven small packages (about 56 MB) and two tasks (instrument family, held-out SoundFont;
+spoken digits, held-out voices)."""
+
+PLANS = {plan.name: plan for plan in (FULL_PLAN, DEMO_PLAN)}
 
 
 class BenchError(RuntimeError):
@@ -66,9 +115,11 @@ def _progress(console: Console) -> Progress:
     return progress_bar(console=console, transient=False)
 
 
-def _claim_output(out: Path, seed: int, scale: float) -> None:
+def _claim_output(out: Path, seed: int, scale: float, plan: BenchPlan) -> None:
     """Record this build's settings, or refuse a folder built with others."""
-    settings = {"format": BUILD_FORMAT, "scale": scale, "seed": seed}
+    settings: dict = {"format": BUILD_FORMAT, "scale": scale, "seed": seed}
+    if plan is not FULL_PLAN:
+        settings["plan"] = plan.name
     marker = out / "build.json"
     if marker.is_file():
         previous = json.loads(marker.read_text(encoding="utf-8"))
@@ -103,33 +154,37 @@ def _claim_design(out: Path, digest: str) -> None:
     atomic_write_text(marker, json.dumps(settings | {"design": digest}, sort_keys=True) + "\n")
 
 
-def fetch_packages(cache: DebianCache, console: Console) -> dict[str, Package]:
+def fetch_packages(cache: DebianCache, console: Console, plan: BenchPlan = FULL_PLAN) -> dict[str, Package]:
     fetched = {}
     with _progress(console) as progress:
-        bar = progress.add_task("fetching Debian packages", total=len(PACKAGES))
-        for source in PACKAGES:
+        bar = progress.add_task("fetching Debian packages", total=len(plan.sources))
+        for source in plan.sources:
             fetched[source.name] = cache.fetch(source.name)
             progress.advance(bar)
     return fetched
 
 
-def design_bench(packages: dict[str, Package], seed: int, scale: float, console: Console) -> Bench:
-    """Everything that will be written, decided before any audio is: deterministic in (seed, scale)."""
+def design_bench(
+    packages: dict[str, Package], seed: int, scale: float, console: Console, plan: BenchPlan = FULL_PLAN
+) -> Bench:
+    """Everything that will be written, decided before any audio is: deterministic in (seed, scale, plan)."""
     recordings: list[Recording] = []
-    for source in PACKAGES:
+    for source in plan.sources:
         if source.scan is not None:
             recordings += source.scan(source.name, packages[source.name].root)
     with _progress(console) as progress:
         bar = progress.add_task("reading source files", total=len(recordings))
         catalog = build_catalog(recordings, lambda count: progress.advance(bar, count))
-    texts = stamp_texts(packages[TUXPAINT].root / "usr/share/tuxpaint/stamps", set(espeak_languages()))
-    soundfonts = {source.name: packages[source.name].root / source.soundfont for source in PACKAGES if source.soundfont}
+    texts = {}
+    if TUXPAINT in packages:  # descriptions in many languages, for espeak-ng to read
+        texts = stamp_texts(packages[TUXPAINT].root / "usr/share/tuxpaint/stamps", set(espeak_languages()))
+    soundfonts = {s.name: packages[s.name].root / s.soundfont for s in plan.sources if s.soundfont}
     inputs = Inputs(catalog, soundfonts, texts, espeak_variants(), seed, scale)
-    designs = [design(inputs) for design in TASK_DESIGNS]
+    designs = [design(inputs) for design in plan.tasks]
     held_out = HeldOut(set().union(*(design.held_out for design in designs)), catalog)
-    corpus = corpus_clips(inputs, held_out)
+    corpus = corpus_clips(inputs, held_out, plan.note_soundfonts, plan.drum_soundfonts, plan.real_scale)
     check_disjoint(corpus, held_out, {entry.recording.source_id: entry.digest for entry in catalog.entries})
-    infos = [_package_info(source, packages[source.name]) for source in PACKAGES]
+    infos = [_package_info(source, packages[source.name]) for source in plan.sources]
     return Bench(designs, corpus, held_out, infos, catalog.skipped)
 
 
@@ -165,6 +220,7 @@ def build_bench(
     workers: int = 2,
     console: Console | None = None,
     cache: DebianCache | None = None,
+    plan: BenchPlan = FULL_PLAN,
 ) -> dict:
     """Build (or resume) a bench in ``out``; see the module docstring for what it holds.
 
@@ -175,6 +231,7 @@ def build_bench(
         scale: fraction of the full size (clip counts and recordings), e.g. 0.05 for a quick build.
         workers: rendering processes.
         cache: a prepared package cache (tests); defaults to ``DebianCache(cache_dir)``.
+        plan: which packages and tasks (:data:`FULL_PLAN`, or :data:`DEMO_PLAN` for `make demo`).
 
     Returns:
         The summary also written to summary.json.
@@ -183,9 +240,9 @@ def build_bench(
         raise BenchError(f"--scale must lie in (0, 1], got {scale}")
     console = console or Console(stderr=True)
     out = Path(out).expanduser()
-    _claim_output(out, seed, scale)
-    packages = fetch_packages(cache or DebianCache(cache_dir), console)
-    bench = design_bench(packages, seed, scale, console)
+    _claim_output(out, seed, scale, plan)
+    packages = fetch_packages(cache or DebianCache(cache_dir), console, plan)
+    bench = design_bench(packages, seed, scale, console, plan)
     specs = [spec for design in bench.designs for spec in design.specs] + bench.corpus
     _claim_design(out, design_digest(specs))
     with _progress(console) as progress:
@@ -200,7 +257,7 @@ def build_bench(
     atomic_write_text(out / "held_out.json", held_out_text)
     summary = summarise(specs, results, bench.skipped)
     summary["tasks"] = task_counts
-    summary["settings"] = {"seed": seed, "scale": scale}
+    summary["settings"] = {"seed": seed, "scale": scale, "plan": plan.name}
     write_file_list(out, specs, results, meta_files)
     write_sources(out, [*bench.packages, _espeak_info()], summary, RESERVED_PATTERNS, meta_files)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")

@@ -69,7 +69,8 @@ class _Numbering:
         return f"corpus/{kind}/{package}/{index:06d}.flac"
 
 
-def real_clips(inputs: Inputs, held_out: HeldOut, names: _Numbering) -> list[ClipSpec]:
+def real_clips(inputs: Inputs, held_out: HeldOut, names: _Numbering, scale: float) -> list[ClipSpec]:
+    """Every recording not held out (a ``scale`` share of each package's, drawn by the seed), windowed."""
     specs = []
     used: set[str] = set()
     by_package: dict[str, list[Entry]] = {}
@@ -78,8 +79,8 @@ def real_clips(inputs: Inputs, held_out: HeldOut, names: _Numbering) -> list[Cli
             used.add(entry.digest)
             by_package.setdefault(entry.recording.package, []).append(entry)
     for package, entries in sorted(by_package.items()):
-        if inputs.scale < 1:
-            keep = max(1, round(len(entries) * inputs.scale))
+        if scale < 1:
+            keep = max(1, round(len(entries) * scale))
             order = rng_for(inputs.seed, "corpus", package).permutation(len(entries))[:keep]
             entries = [entries[i] for i in sorted(order)]
         for entry in entries:
@@ -105,6 +106,8 @@ def spoken_clips(inputs: Inputs, held_out: HeldOut) -> list[ClipSpec]:
         for voice, pairs in inputs.texts.items()
     }
     voices = sorted(voice for voice, pool in pools.items() if pool)
+    if not voices:  # no text to read (a bench without Tux Paint's descriptions)
+        return []
     heard_variants = {
         voice: [variant for variant in inputs.variants if not held_out.covers(f"espeak-ng/{voice}+{variant}")]
         for voice in voices
@@ -174,14 +177,17 @@ def _split_counts(total: int, shares: dict[str, float]) -> list[str]:
     return [package for package, count in zip(packages, counts, strict=True) for _ in range(count)]
 
 
-def rendered_clips(inputs: Inputs) -> list[ClipSpec]:
-    """Notes and chords (1-3 s), phrases (4 s) and drums (1-2 s) from the training-side SoundFonts."""
+def rendered_clips(
+    inputs: Inputs, note_soundfonts: dict[str, float], drum_soundfonts: dict[str, float]
+) -> list[ClipSpec]:
+    """Notes and chords (1-3 s), phrases (4 s) and drums (1-2 s) from the training-side SoundFonts, each drawn in
+    proportion to its share."""
     rng = rng_for(inputs.seed, "corpus", "soundfonts")
     specs = []
     plans = [
-        ("note", _split_counts(inputs.count(NOTE_CLIPS, 10), NOTE_SOUNDFONTS)),
-        ("phrase", _split_counts(inputs.count(PHRASE_CLIPS, 5), NOTE_SOUNDFONTS)),
-        ("drums", _split_counts(inputs.count(DRUM_CLIPS, 5), DRUM_SOUNDFONTS)),
+        ("note", _split_counts(inputs.count(NOTE_CLIPS, 10), note_soundfonts)),
+        ("phrase", _split_counts(inputs.count(PHRASE_CLIPS, 5), note_soundfonts)),
+        ("drums", _split_counts(inputs.count(DRUM_CLIPS, 5), drum_soundfonts)),
     ]
     for style, packages in plans:
         for index, package in enumerate(packages):
@@ -207,7 +213,15 @@ def rendered_clips(inputs: Inputs) -> list[ClipSpec]:
     return specs
 
 
-def corpus_clips(inputs: Inputs, held_out: HeldOut) -> list[ClipSpec]:
-    """Every corpus clip: real recordings, synthetic speech, rendered music."""
+def corpus_clips(
+    inputs: Inputs,
+    held_out: HeldOut,
+    note_soundfonts: dict[str, float] = NOTE_SOUNDFONTS,
+    drum_soundfonts: dict[str, float] = DRUM_SOUNDFONTS,
+    real_scale: float | None = None,
+) -> list[ClipSpec]:
+    """Every corpus clip: real recordings (a ``real_scale`` share, default the build's scale), synthetic speech,
+    rendered music."""
     names = _Numbering({})
-    return real_clips(inputs, held_out, names) + spoken_clips(inputs, held_out) + rendered_clips(inputs)
+    real = real_clips(inputs, held_out, names, inputs.scale if real_scale is None else real_scale)
+    return real + spoken_clips(inputs, held_out) + rendered_clips(inputs, note_soundfonts, drum_soundfonts)

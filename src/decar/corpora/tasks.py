@@ -268,14 +268,15 @@ INSTRUMENT_SOUNDFONTS = {
 """SoundFont and notes per GM program of each split of instrument_family."""
 
 
-def instrument_family(inputs: Inputs) -> TaskDesign:
+def instrument_family(inputs: Inputs, soundfonts: dict[str, tuple[str, int]] = INSTRUMENT_SOUNDFONTS) -> TaskDesign:
+    """Single notes of every GM program, the SoundFont (and notes per program) of each split from ``soundfonts``."""
     design = TaskDesign(
         "instrument_family",
         "General MIDI instrument family (program // 8, 16 classes) of single rendered notes",
-        "by SoundFont: train FluidR3, valid TimGM6mb, test MuseScore General",
+        "by SoundFont: " + ", ".join(f"{split} {package}" for split, (package, _n) in soundfonts.items()),
         2.0,
     )
-    for split, (package, per_program) in INSTRUMENT_SOUNDFONTS.items():
+    for split, (package, per_program) in soundfonts.items():
         rng = rng_for(inputs.seed, design.name, split)
         for index in range(128 * inputs.count(per_program)):
             program = index % 128
@@ -294,7 +295,39 @@ def instrument_family(inputs: Inputs) -> TaskDesign:
                     peak=0.5,
                 )
             )
-    design.held_out = {INSTRUMENT_SOUNDFONTS["valid"][0], INSTRUMENT_SOUNDFONTS["test"][0]}
+    design.held_out = {soundfonts["valid"][0], soundfonts["test"][0]} - {soundfonts["train"][0]}
+    return design
+
+
+VOICED_DIGIT_LANGUAGES = ("de", "en", "es", "fr", "it", "nl", "pt", "sv")
+VOICED_DIGITS = {"train": 400, "valid": 200, "test": 200}
+"""Clips per digit of each split of voiced_digits, at scale 1 (the demo builds it at 0.05)."""
+
+
+def voiced_digits(inputs: Inputs) -> TaskDesign:
+    """Digits said by espeak-ng in a few languages, split by voice variant: a task that needs no recording."""
+    design = TaskDesign(
+        "voiced_digits",
+        f"digits 0-9 said by espeak-ng in {len(VOICED_DIGIT_LANGUAGES)} languages by many voice variants",
+        "by voice variant (formants, pitch, breathiness): train, valid and test voices are disjoint",
+        2.0,
+    )
+    split_of = assign_splits(sorted(inputs.variants), rng_for(inputs.seed, design.name, "split"), (0.2, 0.3))
+    for split, per_digit in VOICED_DIGITS.items():
+        variants = sorted(variant for variant, where in split_of.items() if where == split)
+        rng = rng_for(inputs.seed, design.name, split)
+        for index in range(inputs.count(per_digit * 10, 10)):
+            digit = str(index % 10)
+            language = VOICED_DIGIT_LANGUAGES[rng.integers(len(VOICED_DIGIT_LANGUAGES))]
+            voice = f"{language}+{variants[rng.integers(len(variants))]}"
+            utterance = _spoken(rng, digit, voice)
+            _add_synthetic_clip(design, split, f"espeak{index:05d}", utterance, f"{voice}/digit{digit}", digit, rng)
+    design.held_out = {
+        f"espeak-ng/{language}+{variant}"
+        for language in VOICED_DIGIT_LANGUAGES
+        for variant, split in split_of.items()
+        if split != "train"
+    }
     return design
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decar import dist
-from decar.cluster import KMeansResult, sharded_spherical_kmeans, spherical_kmeans, spherical_kmeans_plus_plus
+from decar.cluster import KMeansResult, sharded_kmeans, spherical_kmeans, spherical_kmeans_plus_plus
 from decar.data import step_seed
 from decar.objectives.base import EpochContext, Objective, register_objective
 from decar.objectives.projection import MemoryBank, ProjectedEncoder, ProjectionHead
@@ -116,7 +116,7 @@ class DeepClusterV2(Objective):
             if self.info.is_main:
                 initial = spherical_kmeans_plus_plus(rows, k, seed).to(initial)
             initial = dist.broadcast(initial, self.info).to(rows.device)
-        return sharded_spherical_kmeans(rows, ids.to(rows.device), total, k, iters, seed, group, advance, initial)
+        return sharded_kmeans(rows, ids.to(rows.device), total, k, iters, seed, group, advance, initial)
 
     def forward(self, network: nn.Module, x: Tensor, indices: Tensor) -> dict[str, Tensor]:
         projections = network(x).float()

@@ -233,6 +233,42 @@ def _online_steps(info: dist.DistInfo, steps: int = 3, clips: int = 8) -> dict[s
     return {"loss": torch.stack(losses), **{f"online.{k}": state[k] for k in ("centroids", "labels", "queue")}}
 
 
+def test_learned_prototypes_stay_frozen_then_learn_and_stay_unit() -> None:
+    from decar.objectives.online import OnlineConfig
+
+    class Linear(torch.nn.Module):
+        embed_dim = 5
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.map = torch.nn.Linear(5, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.map(x)
+
+    torch.manual_seed(0)
+    config = OnlineConfig(
+        hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=0, prototypes="learned", freeze_prototypes_steps=2
+    )
+    objective = create_objective("online", config, Linear(), num_samples=8)
+    optimizer = torch.optim.SGD(objective.network.parameters(), lr=0.5)
+    weights = []
+    for step in range(4):
+        x = torch.randn(16, 5, generator=torch.Generator().manual_seed(step))
+        loss = objective(objective.network, x, torch.arange(8))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        weights.append(objective.network.prototypes.weight.detach().clone())
+        assert torch.isfinite(loss)
+    # frozen for the first two steps (re-normalised each step: unchanged up to rounding), then learning
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=1e-6)
+    assert float((weights[2] - weights[1]).abs().max()) > 1e-3
+    objective(objective.network, torch.randn(16, 5), torch.arange(8))
+    assert torch.allclose(objective.network.prototypes.weight.norm(dim=1), torch.ones(3))
+    assert int(objective.state_dict()["steps"]) == 5
+
+
 def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     """One of `world` gloo processes: each runs the objectives' collective math on its share of one problem."""
     import torch.distributed as torch_dist

@@ -49,6 +49,10 @@ class OnlineConfig:
         queue_size: recent projections (from every process) that join each batch in Sinkhorn-Knopp, so equal
             marginals are imposed over many more samples than clusters (SwAV's queue; 0: the batch alone). With
             a batch smaller than K, equipartition within the batch alone would split same-class samples.
+        prototypes: "ema": the centroids (EMA of the views each won) are the prototypes; "learned": SwAV's
+            prototypes, a unit-norm linear layer trained by the same loss (the centroids are then unused).
+        freeze_prototypes_steps: with learned prototypes, steps during which they get no gradient (SwAV freezes
+            them for the first epoch, while the projections find their footing).
     """
 
     hidden_dim: int = 2048
@@ -59,6 +63,8 @@ class OnlineConfig:
     sinkhorn_iters: int = 3
     centroid_decay: float = 0.99
     queue_size: int = 4096
+    prototypes: str = "ema"
+    freeze_prototypes_steps: int = 0
 
     def validate(self) -> list[str]:
         checks = [
@@ -68,8 +74,25 @@ class OnlineConfig:
             (self.sinkhorn_iters >= 1, "objective.sinkhorn_iters must be >= 1"),
             (0 <= self.centroid_decay < 1, "objective.centroid_decay must be in [0, 1)"),
             (self.queue_size >= 0, "objective.queue_size must be >= 0"),
+            (self.prototypes in ("ema", "learned"), "objective.prototypes must be ema or learned"),
+            (self.freeze_prototypes_steps >= 0, "objective.freeze_prototypes_steps must be >= 0"),
         ]
         return [message for ok, message in checks if not ok]
+
+
+class PrototypeScores(nn.Module):
+    """Encoder, projection head and SwAV's learnable prototypes: log-mel → (unit projections, their scores
+    against the prototypes), the prototypes inside the network so that DDP averages their gradients."""
+
+    def __init__(self, encoder: nn.Module, head: ProjectionHead, num_clusters: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.prototypes = nn.Linear(head.mlp[-1].out_features, num_clusters, bias=False)
+
+    def forward(self, logmel: Tensor) -> tuple[Tensor, Tensor]:
+        projections = self.head(self.encoder(logmel))
+        return projections, self.prototypes(projections)
 
 
 @register_objective("online", OnlineConfig)
@@ -80,8 +103,16 @@ class OnlineClustering(Objective):
 
     def __init__(self, config: OnlineConfig, encoder: nn.Module, num_samples: int) -> None:
         head = ProjectionHead(encoder.embed_dim, config.hidden_dim, config.projection_dim)
-        super().__init__(ProjectedEncoder(encoder, head), num_samples)
+        self.learned = config.prototypes == "learned"
+        if self.learned:
+            network: nn.Module = PrototypeScores(encoder, head, config.num_clusters)
+        else:
+            network = ProjectedEncoder(encoder, head)
+        super().__init__(network, num_samples)
         self.config = config
+        if self.learned:
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+            network.prototypes.weight.register_hook(self._frozen_gradient)
         self.register_buffer("centroids", torch.zeros(config.num_clusters, config.projection_dim))
         self.register_buffer("labels", torch.full((num_samples,), -1, dtype=torch.long))
         self.register_buffer("queue", torch.zeros(config.queue_size, config.projection_dim))
@@ -107,15 +138,23 @@ class OnlineClustering(Objective):
         batch = len(indices)
         if len(x) != self.views * batch:
             raise ValueError(f"online clustering takes {self.views} views per clip: {len(x)} rows for {batch} clips")
-        projections = network(x).float()
-        if not bool(self.centroids.any()):
-            self._seed_centroids(self._gather_views(projections.detach()).to(self.centroids))
-        centroids = self.centroids
-        scores = projections @ centroids.T
+        if self.learned:
+            weight = self.network.prototypes.weight
+            with torch.no_grad():  # unit prototypes, as SwAV keeps them
+                weight.copy_(F.normalize(weight, dim=1))
+            projections, scores = (out.float() for out in network(x))
+            prototypes = weight.detach().float()
+            self.steps += 1
+        else:
+            projections = network(x).float()
+            if not bool(self.centroids.any()):
+                self._seed_centroids(self._gather_views(projections.detach()).to(self.centroids))
+            prototypes = self.centroids
+            scores = projections @ prototypes.T
         start = time.perf_counter()
         group = torch_dist.group.WORLD if self.info.is_distributed else None
         remembered = self.queue[: int(self.queue_filled)][self.info.rank :: self.info.world_size]
-        joined = torch.cat([scores.detach(), remembered @ centroids.T])
+        joined = torch.cat([scores.detach(), remembered @ prototypes.T])
         codes = sinkhorn(joined, self.config.sinkhorn_epsilon, self.config.sinkhorn_iters, group)[: len(scores)]
         self.seconds_clustering += time.perf_counter() - start
         log_probs = F.log_softmax(scores / self.config.temperature, dim=1)
@@ -145,16 +184,24 @@ class OnlineClustering(Objective):
         per_view = [indices.repeat(2), won, clip_cluster.repeat(2)]
         rows = self._gather_views(torch.cat([projections.double(), *(v[:, None].double() for v in per_view)], dim=1))
         features, clips, winners, clusters = rows[:, :-3].float(), *(rows[:, c].long() for c in (-3, -2, -1))
-        # A new tensor, not copy_: the loss graph still holds the old centroids.
-        self.centroids, _counts = ema_centroids(
-            self.centroids, features.to(self.centroids), winners.to(self.centroids.device), self.config.centroid_decay
-        )
+        if not self.learned:  # a new tensor, not copy_: the loss graph still holds the old centroids
+            self.centroids, _counts = ema_centroids(
+                self.centroids,
+                features.to(self.centroids),
+                winners.to(self.centroids.device),
+                self.config.centroid_decay,
+            )
         rows, kept = self.share.rows(clips.to(self.labels.device))  # every rank's clips; keep those of our share
         self.labels[rows[kept]] = clusters.to(self.labels)[kept]
         if self.config.queue_size:
             queued = torch.cat([features.to(self.queue), self.queue])[: self.config.queue_size]
             self.queue.copy_(queued)
             self.queue_filled.fill_(min(int(self.queue_filled) + len(features), self.config.queue_size))
+
+    def _frozen_gradient(self, gradient: Tensor) -> Tensor:
+        """No gradient to learned prototypes during their first ``freeze_prototypes_steps`` steps (zeros, not
+        None: under DDP every parameter must take part in each step's gradient all-reduce)."""
+        return gradient * 0 if int(self.steps) <= self.config.freeze_prototypes_steps else gradient
 
     def assignments(self) -> Tensor:
         return self.labels

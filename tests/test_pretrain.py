@@ -17,7 +17,12 @@ from decar.checkpoint import load_checkpoint
 from decar.cluster import nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, fit
-from decar.testing import pretrain_killed_after_first_checkpoint, write_bad_files, write_synthetic_corpus
+from decar.testing import (
+    pretrain_killed_after_first_checkpoint,
+    torchrun_decar,
+    write_bad_files,
+    write_synthetic_corpus,
+)
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -166,24 +171,9 @@ def test_torchrun_two_processes_match_one_process(method: str, corpus: Path, tmp
     fit(load_config(config, overrides), corpus, single)
 
     double = tmp_path / "double"
-    args = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "decar.cli",
-        "pretrain",
-        "--config",
-        str(config),
-        "--data",
-        str(corpus),
-        "--out",
-        str(double),
-        *overrides,
-    ]
+    args = torchrun_decar(
+        2, "pretrain", "--config", str(config), "--data", str(corpus), "--out", str(double), *overrides
+    )
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -16,7 +16,7 @@ from decar.cluster import ami, contingency, labels_from_contingency, nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, assignment_health, fit
 from decar.shards import write_shards
-from decar.testing import pretrain_killed_after_first_checkpoint, write_synthetic_corpus
+from decar.testing import pretrain_killed_after_first_checkpoint, torchrun_decar, write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,18 +36,6 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _pretrain_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "decar.cli", "pretrain", *args]
-
-
-TORCHRUN_TWO = [
-    sys.executable,
-    "-m",
-    "torch.distributed.run",
-    "--standalone",
-    "--nproc_per_node",
-    "2",
-    "-m",
-    "decar.cli",
-]
 
 
 def test_labels_from_a_contingency_table_give_the_same_scores() -> None:
@@ -93,7 +81,7 @@ def test_two_processes_keep_their_own_samples_and_log_whole_corpus_health(
     config, labels_key = (DCV2, "labels0") if method == "dcv2" else (V1, "labels")
     out = tmp_path / "double"
     overrides = ["optim.epochs=2", "optim.steps_per_epoch=3", "num_threads=1", "optim.batch_size=16"]
-    args = [*TORCHRUN_TWO, "pretrain", "--config", str(config), "--data", str(shards), "--out", str(out), *overrides]
+    args = torchrun_decar(2, "pretrain", "--config", str(config), "--data", str(shards), "--out", str(out), *overrides)
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

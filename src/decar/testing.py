@@ -240,3 +240,11 @@ def pretrain_killed_after_first_checkpoint(args: list[str], out: Path, linger_s:
     if not checkpoint.exists():
         raise AssertionError(f"no checkpoint before the kill: {proc.stderr.read().decode()}")
     return load_checkpoint(checkpoint)["run_state"]
+
+
+def torchrun_decar(processes: int, *args: str) -> list[str]:
+    """The command line of ``decar ARGS...`` under torchrun with ``processes`` local processes (gloo on CPU)."""
+    import sys
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [*torchrun, "-m", "decar.cli", *args]

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import decar
-from decar.checkpoint import load_checkpoint
+from decar.checkpoint import export_release, load_checkpoint, release_metadata
+from decar.cli import app
 from decar.cluster import nmi
 from decar.config import load_config
 from decar.pretrain import PretrainError, fit
@@ -67,6 +69,26 @@ def test_tiny_run_learns_and_leaves_a_loadable_checkpoint(corpus: Path, tmp_path
     reference = load_checkpoint(out / "checkpoint.pt")["encoder"]
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(value, reference[key])
+
+    # A release: float16 weights where they keep the embeddings, with the training log and the commands.
+    release = tmp_path / "ship.safetensors"
+    result = CliRunner().invoke(app, ["export-model", str(out / "checkpoint.pt"), "-o", str(release)])
+    assert result.exit_code == 0 and "epochs of log" in result.output, result.output
+    metadata = release_metadata(release)
+    assert [json.loads(line)["epoch"] for line in metadata["training_log"].splitlines()] == [0, 1, 2]
+    assert "processes=1" in metadata["commands"]
+    shipped = decar.load(release)
+    assert next(shipped.encoder.parameters()).dtype == torch.float32
+    written = export_release(out / "checkpoint.pt", tmp_path / "again.safetensors")
+    with torch.no_grad():
+        full, rounded = model(wave), shipped(wave)
+    change = float((rounded - full).square().mean().sqrt() / full.square().mean().sqrt())
+    if written["dtype"] == "float16":  # half the size, and the embeddings within 1 % (+ the signal's own margin)
+        assert release.stat().st_size < 0.6 * (out / "encoder.safetensors").stat().st_size
+        assert written["half_change"] <= 0.01 and change < 0.05
+    else:  # this tiny network amplifies float16 rounding: it stays float32, bit for bit, and says so
+        assert written["half_change"] > 0.01 and "kept float32" in result.output
+        assert torch.equal(rounded, full)
 
 
 def test_a_run_gives_the_caller_its_torch_settings_back(corpus: Path, tmp_path: Path) -> None:

@@ -227,6 +227,35 @@ def export_onnx(
     typer.echo(f"wrote {path}")
 
 
+@app.command("export-model")
+def export_model(
+    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint (RUN/checkpoint.pt).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="safetensors file to write.")],
+    half: Annotated[
+        bool, typer.Option(help="Store the weights as float16 when that moves the embeddings by at most 1 %.")
+    ] = True,
+) -> None:
+    """Export a run's encoder as a model to ship: safetensors with the config, normalisation statistics, the
+    training log and the commands that made it in its metadata; loads with decar.load(PATH), and without any
+    argument when written to src/decar/pretrained/decar.safetensors."""
+    from decar.checkpoint import export_release
+
+    try:
+        written = export_release(checkpoint, output, half=half)
+    except USER_ERRORS as err:
+        _fail(err)
+    size = written["bytes"] / 2**20
+    typer.echo(
+        f"wrote {output}: {size:.1f} MiB of {written['dtype']}, {written['weights']:,} weights, "
+        f"{written['epochs']} epochs of log"
+    )
+    if half and written["dtype"] == "float32":
+        typer.echo(
+            f"kept float32: float16 weights changed the embeddings by {written['half_change']:.1%} of their RMS "
+            "(more than 1 %)"
+        )
+
+
 MODEL_SPEC_HELP = (
     "Model: a decar checkpoint (checkpoint.pt or encoder.safetensors); random:CKPT (same architecture, untrained "
     "weights); logmel-stats (mean+std of log-mel frames, a baseline); byola:FILE.pth (BYOL-A AudioNTT2020 weights); "

@@ -15,6 +15,8 @@ import contextlib
 import json
 import logging
 import math
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -151,6 +153,7 @@ class Trainer:
             for orphan in remove_orphan_temporaries(out_dir):
                 log.info("removed %s, left by a write that was killed", orphan.name)
             cfg.to_yaml(out_dir / "config.yaml")
+            _record_command(out_dir, info.world_size)
             atomic_write_text(out_dir / "files.txt", "".join(f"{list_entry(p)}\n" for p in self.feed.used_names()))
         self.objective = build_objective(cfg, self.share.count).to(self.device)
         self.objective.attach(info, self.share)
@@ -777,6 +780,14 @@ def _summed(counts: Tensor, info: dist.DistInfo | None) -> Tensor:
     if info is None:
         return counts
     return dist.all_reduce_sum(counts.to(info.device), info).cpu()
+
+
+def _record_command(out_dir: Path, world_size: int) -> None:
+    """Append this start of the run (time, processes, command line) to OUT/commands.txt: how it was made."""
+    path = out_dir / "commands.txt"
+    previous = path.read_text(encoding="utf-8") if path.is_file() else ""
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} processes={world_size}: {shlex.join(sys.argv)}\n"
+    atomic_write_text(path, previous + line)
 
 
 def _rank_state_key(run_state: dict[str, Any]) -> str:

@@ -92,6 +92,7 @@ def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tm
     assert set(report["configs"]) == {"tiny", "tiny_v2"} and report["tasks"] == ["sounds"]
     for row in report["configs"].values():
         assert row["seeds"] == [0, 1] and row["scores"]["average"]["std_over_seeds"] is not None
+        assert [run["global_step"] > 0 and run["clips_per_s"] > 0 for run in row["training"]] == [True, True]
     assert "| reference |" in text and (tmp_path / "ablations.png").stat().st_size > 0
     first = {str(p): p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/checkpoint.pt")}
     run_ablations(configs, bench, 0.1, tmp_path, seeds=2, overrides=settings, probe_seeds=1)

@@ -165,7 +165,12 @@ def summarise(bench: dict[str, Any], runs: list[AblationRun], budget_minutes: fl
                 "ci95": own["ci95"],
                 "mark": own["mark"],
             }
-        table[name] = {"config": group["config"], "seeds": group["seeds"], "scores": cells}
+        table[name] = {"config": group["config"], "seeds": group["seeds"], "scores": cells, "training": []}
+    for run in runs:  # what each run did with the budget: a machine slower on one day shows here
+        summary = json.loads((run.folder / "summary.json").read_text())
+        table[run.name]["training"].append(
+            {key: summary.get(key) for key in ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")}
+        )
     return {
         "budget_minutes": budget_minutes,
         "reference": {"spec": reference["spec"], "scores": {**reference["tasks"], "average": reference["average"]}},
@@ -189,16 +194,21 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         "mean over pretraining seeds ± their std (when several) [95 % interval over test clips, first seed]; "
         f"▲/▼: the first seed's run better/worse than the reference ({summary['reference']['spec']}) in a "
-        "paired bootstrap.",
+        "paired bootstrap. steps and clips/s: what the first seed's run did within the budget (clips/s over the "
+        "last epoch, clustering included); equal budgets are comparable only where the machine ran at one speed.",
         "",
-        "| config | seeds | " + " | ".join(tasks) + " |",
-        "|---|---|" + "---|" * len(tasks),
-        "| reference | – | " + " | ".join(f"{summary['reference']['scores'][t]['mean']:.3f}" for t in tasks) + " |",
+        "| config | seeds | steps | clips/s | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|" + "---|" * len(tasks),
+        "| reference | – | – | – | "
+        + " | ".join(f"{summary['reference']['scores'][t]['mean']:.3f}" for t in tasks)
+        + " |",
     ]
     ranked = sorted(summary["configs"].items(), key=lambda item: -item[1]["scores"]["average"]["mean"])
     for name, row in ranked:
         cells = " | ".join(_cell(row["scores"][task]) for task in tasks)
-        lines.append(f"| {name} | {len(row['seeds'])} | {cells} |")
+        first = row["training"][0]
+        rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
+        lines.append(f"| {name} | {len(row['seeds'])} | {first.get('global_step', '–')} | {rate} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

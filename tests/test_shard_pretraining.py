@@ -124,3 +124,19 @@ def test_a_corrupt_shard_is_named_and_skipped(shards: Path, tmp_path: Path) -> N
     reasons = list(summary["skipped"].values())
     assert len(reasons) == 1 and "shard-000003.tar: unreadable shard" in reasons[0]
     assert summary["epochs"] == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_feature_pass_has_as_many_batches_as_counted_and_every_clip_once(shards: Path, workers: int) -> None:
+    from decar import dist
+    from decar.data import AudioCrops
+    from decar.shards import ShardFeed
+
+    cfg = load_config(DCV2)
+    crops = AudioCrops([], cfg.frontend, cfg.data.crop_seconds)
+    info = dist.DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
+    feed = ShardFeed(shards, crops, info, workers, False, cfg.data.min_seconds)
+    for epoch in (0, 3):
+        batches = list(feed.feature_batches(epoch, 5, views=False))
+        assert len(batches) == feed.feature_batch_count(5)
+        assert sorted(int(i) for batch in batches for i in batch.indices) == feed.owned.tolist()

@@ -464,9 +464,12 @@ class ShardFeed:
 
     def feature_batches(self, epoch: int, batch_size: int, views: bool) -> Iterable[Batch]:
         """Every sample of this rank's shards once: centre crops, or training crops when ``views``."""
-        return self._loader(self._crops("train" if views else "features", epoch, 0, buffer_size=1), batch_size)
+        stream = self._crops("train" if views else "features", epoch, 0, buffer_size=1)
+        stream.epoch = 0  # one shard order for every pass (the crops still follow the epoch): batches counted below
+        return self._loader(stream, batch_size)
 
     def feature_batch_count(self, batch_size: int) -> int:
+        """Batches of :meth:`feature_batches`: each loader worker ends its share with a partial batch."""
         workers = max(self.workers, 1)
         return sum(
             math.ceil(sum(int(self.usable[s.first_id : s.first_id + s.samples].sum()) for s in shards) / batch_size)

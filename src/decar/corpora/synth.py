@@ -88,6 +88,7 @@ class Espeak:
         import espeakng_loader
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._libc = ctypes.CDLL(None)  # the process's C library, whose rand() espeak-ng also calls
         rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(_short_data_path()).encode(), 0)
         if rate <= 0:
             raise RuntimeError(f"espeak-ng failed to initialise (code {rate})")
@@ -113,6 +114,7 @@ class Espeak:
             self._lib.espeak_SetParameter(parameter, int(value), 0)
         self._chunks = []
         self._lib.espeak_ng_SetRandSeed(0)  # noisy voices (whisper, breath) draw from a seeded generator
+        self._libc.srand(0)  # and some (e.g. caleb) from the C library's rand(), whose state others move too
         text = utterance.text.encode("utf-8")
         self._lib.espeak_Synth(text, len(text) + 1, 0, _POSITION_CHARACTER, 0, _CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()

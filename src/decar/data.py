@@ -180,9 +180,7 @@ class AudioCrops(Dataset):
             return self.logmel(torch.from_numpy(wave), normalize=False)[0, 0]
 
     def _cached_logmel(self, path: Path) -> np.ndarray:
-        stat = path.stat()
-        source = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        return self.cached_logmel(source, lambda: load_audio(path, self.frontend_config.sample_rate))
+        return self.cached_logmel(file_version(path), lambda: load_audio(path, self.frontend_config.sample_rate))
 
     def cached_logmel(self, source: str, decode: Callable[[], np.ndarray]) -> np.ndarray:
         """The whole clip's log-mel from the cache (``source`` names the clip and its version), computed from
@@ -206,6 +204,12 @@ class AudioCrops(Dataset):
     def _crop_of(self, full: np.ndarray, index: int, position: int) -> torch.Tensor:
         start = self._crop_start(full.shape[0], index, position)
         return torch.from_numpy(np.array(full[start : start + self.crop_frames]))
+
+
+def file_version(path: Path) -> str:
+    """Names a file as it is now (path, size, modification time): a cache key that a changed file misses."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -283,7 +287,7 @@ class FileFeed:
 
     def identity(self) -> list[str]:
         """What a resumed run must find again: the same files in the same order (assignments are by index)."""
-        return [str(path) for path in self.files]
+        return self.used_names()
 
     def _loader(self, batches: list[list[tuple[int, int]]]) -> DataLoader:
         return DataLoader(

@@ -90,8 +90,9 @@ def all_gather_rows(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return torch.cat([g[: int(c.item())] for g, c in zip(gathered, counts, strict=True)])
 
 
-def consecutive_ids(count: int, info: DistInfo) -> tuple[torch.Tensor, int]:
-    """Ids 0..N-1 numbering every rank's ``count`` rows, rank after rank: this rank's (count,) ids, and N."""
+def consecutive_ids(count: int, info: DistInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids 0..N-1 numbering every rank's ``count`` rows, rank after rank: this rank's (count,) ids, and every
+    rank's count (their sum is N)."""
     counts = all_gather_rows(torch.tensor([count], device=info.device), info).cpu()
     first = int(counts[: info.rank].sum())
-    return torch.arange(first, first + count), int(counts.sum())
+    return torch.arange(first, first + count), counts

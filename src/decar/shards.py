@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from decar._console import progress_bar
 from decar._io import atomic_write, atomic_write_text
 from decar.audio import AudioError, list_audio_files, load_audio
-from decar.data import AudioCrops, Batch, BatchCollator, Example, step_seed, worker_init
+from decar.data import AudioCrops, Batch, BatchCollator, Example, file_version, step_seed, worker_init
 
 INDEX_NAME = "index.json"
 FORMAT = 1
@@ -168,14 +168,15 @@ def read_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return index
 
 
+def _sidecars(folder: str | os.PathLike[str], index: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Each shard's sidecar record (sources, durations, skipped files), in shard order: no audio is read."""
+    for shard in index["shards"]:
+        yield json.loads((Path(folder) / shard["name"].replace(".tar", ".json")).read_text())
+
+
 def shard_durations(folder: str | os.PathLike[str]) -> list[float]:
     """Every sample's duration in global id order (from the sidecars: no audio is read)."""
-    index = read_index(folder)
-    durations: list[float] = []
-    for shard in index["shards"]:
-        sidecar = Path(folder) / shard["name"].replace(".tar", ".json")
-        durations += json.loads(sidecar.read_text())["durations"]
-    return durations
+    return [duration for record in _sidecars(folder, read_index(folder)) for duration in record["durations"]]
 
 
 @dataclass(frozen=True)
@@ -360,8 +361,7 @@ class ShardCrops(ShardStream):
                     yield self.crops.example_from_wave(clip.decode(), sample_id, key)
                     continue
                 if clip.shard not in stamps:  # the cache entry is of this version of the shard
-                    stat = clip.shard.stat()
-                    stamps[clip.shard] = f"{clip.shard.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+                    stamps[clip.shard] = file_version(clip.shard)
                 full = self.crops.cached_logmel(f"{stamps[clip.shard]}|{clip.position}", clip.decode)
                 yield self.crops.example_from_logmel(full, sample_id, key)
             except ShardError as err:
@@ -392,14 +392,9 @@ class ShardFeed:
     ) -> None:
         self.folder, self.dataset, self.info, self.pin = Path(folder), dataset, info, pin
         self.index = read_index(folder)
-        sources: list[str] = []
-        durations: list[float] = []
-        for shard in self.index["shards"]:
-            record = json.loads((self.folder / shard["name"].replace(".tar", ".json")).read_text())
-            sources += record["sources"]
-            durations += record["durations"]
-        self.sources = sources
-        self.durations = np.asarray(durations, dtype=np.float64)
+        records = list(_sidecars(folder, self.index))
+        self.sources = [source for record in records for source in record["sources"]]
+        self.durations = np.asarray([d for record in records for d in record["durations"]], dtype=np.float64)
         self.usable = self.durations >= min_seconds
         self.too_short = {
             f"{self.name(i)}": f"too short ({self.durations[i]:.3f} s < data.min_seconds={min_seconds})"

@@ -108,10 +108,10 @@ class DeepClusterV2(Objective):
         if not self.share.sharded:
             return spherical_kmeans(rows, k, iters, seed=seed, group=group, init=init, on_round=advance)
         # The seeded draw of initial rows and the re-seeding of empty clusters address rows by global ids.
-        ids, total = dist.consecutive_ids(len(rows), self.info)
-        first_rank_rows = int(dist.broadcast(torch.tensor([len(rows)], device=self.info.device), self.info).item())
+        ids, counts = dist.consecutive_ids(len(rows), self.info)
+        total = int(counts.sum())
         initial = None
-        if init == "k-means++" and first_rank_rows >= k:  # k-means++ is sequential: rank 0 seeds from its rows
+        if init == "k-means++" and int(counts[0]) >= k:  # k-means++ is sequential: rank 0 seeds from its rows
             initial = torch.zeros(k, rows.shape[1], device=self.info.device)
             if self.info.is_main:
                 initial = spherical_kmeans_plus_plus(rows, k, seed).to(initial)

@@ -178,7 +178,8 @@ class DeepClusterV1(Objective):
         """Each rank's own features (shards): PCA from summed moments, k-means exchanging only (K, D) sums."""
         cfg = self.config
         group = torch_dist.group.WORLD if ctx.info.is_distributed else None
-        ids, total = dist.consecutive_ids(len(features), ctx.info)
+        ids, counts = dist.consecutive_ids(len(features), ctx.info)
+        total = int(counts.sum())
         self.labels.fill_(-1)
         self.inertia = 0.0
         self._class_weights = None

@@ -22,7 +22,8 @@ def test_demo_runs_the_chain_and_a_rerun_reuses_it(tmp_path: Path) -> None:
     assert summary["method"] == "dcv2" and summary["stopped_by_time_budget"]
     bench = json.loads((tmp_path / "results_generated" / "bench.json").read_text())
     rows = bench["protocols"]["linear"]
-    assert [row["spec"].split(":")[0] for row in rows[1:]] == ["random", "logmel-stats"]
+    fresh = str(tmp_path / "run_generated" / "checkpoint.pt")
+    assert [row["spec"] for row in rows] == ["pretrained", fresh, f"random:{fresh}", "logmel-stats"]
     assert set(rows[0]["tasks"]) == {"sound_family", "pitch_direction"}
     assert "report:" in result.output and (tmp_path / "results_generated" / "bench.png").is_file()
     assert "generated audio" in " ".join(result.output.split())

@@ -24,7 +24,8 @@ def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(round(seconds * rate)) * 0.1).astype(np.float32)
 
 
-def test_load_without_path_says_no_model_is_bundled() -> None:
+def test_load_without_path_says_so_when_no_model_is_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("decar.embed.BUNDLED_MODEL", tmp_path / "missing.safetensors")
     with pytest.raises(NoBundledModelError, match="bundles no pretrained model"):
         decar.load()
 

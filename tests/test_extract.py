@@ -217,8 +217,9 @@ def test_cli_embed_prints_summary_and_resumes(checkpoint: Path, audio: Path, tmp
     ],
 )
 def test_cli_embed_errors_are_one_clear_line(
-    checkpoint: Path, audio: Path, tmp_path: Path, extra: list[str], message: str
+    checkpoint: Path, audio: Path, tmp_path: Path, extra: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("decar.embed.BUNDLED_MODEL", tmp_path / "missing.safetensors")  # a release without one
     extra = [str(checkpoint) if arg == "CKPT" else arg for arg in extra]
     result = runner.invoke(app, ["embed", str(audio / "corpus"), "-o", str(tmp_path), *extra], env={"COLUMNS": "40"})
     assert result.exit_code == 2

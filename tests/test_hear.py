@@ -46,7 +46,10 @@ def test_model_is_a_module_with_the_hear_attributes(model: hear.HearModel) -> No
 
 
 @pytest.mark.parametrize("path", ["", None])
-def test_load_model_without_a_path_says_no_model_is_bundled(path: str | None) -> None:
+def test_load_model_without_a_path_says_so_when_no_model_is_bundled(
+    path: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("decar.embed.BUNDLED_MODEL", tmp_path / "missing.safetensors")
     with pytest.raises(NoBundledModelError, match="bundles no pretrained model") as error:
         hear.load_model(path)
     assert "checkpoint" in str(error.value)

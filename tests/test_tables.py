@@ -128,7 +128,7 @@ def test_evaluate_refuses_embeddings_that_miss_clips_of_the_task(task: Path, tmp
     assert "no embedding for" in result.stderr and "decar embed" in result.stderr
 
 
-@pytest.mark.parametrize("extra", [[], ["--model", "logmel-stats", "--embeddings", "x.npz"]])
-def test_evaluate_takes_a_model_or_embeddings_not_both(task: Path, tmp_path: Path, extra: list[str]) -> None:
-    result = runner.invoke(app, ["evaluate", "-t", str(task), "-o", str(tmp_path / "o"), *extra])
-    assert result.exit_code == 2 and "one of the two" in result.stderr
+def test_evaluate_takes_a_model_or_embeddings_not_both(task: Path, tmp_path: Path) -> None:
+    both = ["--model", "logmel-stats", "--embeddings", "x.npz"]
+    result = runner.invoke(app, ["evaluate", "-t", str(task), "-o", str(tmp_path / "o"), *both])
+    assert result.exit_code == 2 and "not both" in result.stderr

@@ -256,9 +256,13 @@ def export_model(
         )
 
 
+PRETRAINED_SPEC = "pretrained"
+"""The model spec of the model bundled with decar (decar.evaluate.models.PRETRAINED, without importing torch)."""
+
 MODEL_SPEC_HELP = (
-    "Model: a decar checkpoint (checkpoint.pt or encoder.safetensors); random:CKPT (same architecture, untrained "
-    "weights); logmel-stats (mean+std of log-mel frames, a baseline); byola:FILE.pth (BYOL-A AudioNTT2020 weights); "
+    "Model: pretrained (the model bundled with decar; `decar evaluate`'s default); a decar checkpoint "
+    "(checkpoint.pt or encoder.safetensors); random:CKPT (same architecture, untrained weights; random:pretrained "
+    "too); logmel-stats (mean+std of log-mel frames, a baseline); byola:FILE.pth (BYOL-A AudioNTT2020 weights); "
     "hear:MODULE[:FILE] (any HEAR API module)."
 )
 
@@ -315,9 +319,9 @@ def evaluate_command(
     from decar.evaluate.runner import evaluate
 
     _setup_logging(verbose)
-    if (model is None) == (embeddings is None):
-        _fail(ValueError("give a model (--model) or precomputed embeddings (--embeddings), one of the two"))
-    spec = model if model is not None else f"embeddings:{embeddings}"
+    if model is not None and embeddings is not None:
+        _fail(ValueError("give a model (--model) or precomputed embeddings (--embeddings), not both"))
+    spec = f"embeddings:{embeddings}" if embeddings is not None else model or PRETRAINED_SPEC
     try:
         results = evaluate(spec, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
     except USER_ERRORS as err:  # TaskError is a ValueError

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from decar.cli import app
 from decar.evaluate import bench
-from decar.evaluate.bench import BETTER, WORSE, find_bench_tasks, model_slug, run_bench
+from decar.evaluate.bench import BETTER, WORSE, distinct_names, find_bench_tasks, model_slug, run_bench
 from decar.testing import write_hear_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,6 +50,17 @@ def test_model_slugs_are_folder_names() -> None:
     assert model_slug("random:configs/decar.yaml") == "random-configs-decar.yaml"
     assert model_slug("byola:/x/AudioNTT2020-BYOLA-64x96d512.pth") == "byola-x-AudioNTT2020-BYOLA-64x96d512.pth"
     assert "/" not in model_slug("../../etc")
+
+
+def test_models_sharing_a_name_show_the_path_parts_that_tell_them_apart() -> None:
+    name = "decar audiontt2020 (seed0/checkpoint.pt)"
+    specs = ["runs/dcv2/seed0/checkpoint.pt", "runs/k512/seed0/checkpoint.pt", "logmel-stats"]
+    assert distinct_names([name, name, "log-mel stats"], specs) == [
+        "decar audiontt2020 (dcv2/seed0/checkpoint.pt)",
+        "decar audiontt2020 (k512/seed0/checkpoint.pt)",
+        "log-mel stats",
+    ]
+    assert distinct_names(["a (x)", "b (x)"], ["p/x", "q/x"]) == ["a (x)", "b (x)"]  # distinct names stay
 
 
 def test_bench_writes_a_table_per_task_with_intervals_and_averages(finished: tuple[Path, str]) -> None:

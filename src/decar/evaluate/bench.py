@@ -205,6 +205,9 @@ def _summary(
         }
     for protocol in protocols:
         reference = scores[protocol][0]
+        names = distinct_names(
+            [run["model"]["name"] for run in runs[protocol]], [run["model"]["spec"] for run in runs[protocol]]
+        )
         models = []
         for index, (run, model_scores) in enumerate(zip(runs[protocol], scores[protocol], strict=True)):
             same_model = scores[protocols[0]][index]  # this model under the first protocol
@@ -226,7 +229,7 @@ def _summary(
             models.append(
                 {
                     "spec": run["model"]["spec"],
-                    "name": run["model"]["name"],
+                    "name": names[index],
                     "protocol_hash": run.get("protocol_hash"),
                     "tasks": cells,
                     "average": average,
@@ -234,6 +237,20 @@ def _summary(
             )
         summary["protocols"][protocol] = models
     return summary
+
+
+def distinct_names(names: list[str], specs: list[str]) -> list[str]:
+    """Model names as given, except where two share one (runs/a/seed0/checkpoint.pt and runs/b/seed0/checkpoint.pt
+    are both "decar ... (seed0/checkpoint.pt)"): those show as many trailing parts of their spec as tell them apart."""
+    clashing = [i for i, name in enumerate(names) if names.count(name) > 1]
+    if not clashing:
+        return list(names)
+    parts = {i: Path(specs[i]).parts for i in clashing}
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        suffixes = {i: "/".join(parts[i][-depth:]) for i in clashing}
+        if len(set(suffixes.values())) == len(clashing):
+            break
+    return [f"{name.split(' (')[0]} ({suffixes[i]})" if i in suffixes else name for i, name in enumerate(names)]
 
 
 def _average(model: dict[str, _Scores], reference: dict[str, _Scores], tasks: list[str]) -> dict[str, Any]:

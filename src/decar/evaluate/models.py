@@ -2,6 +2,7 @@
 
 `load_eval_model(spec)` turns a command-line spec into an `EvalModel`:
 
+- ``pretrained``: the model bundled with decar (`decar.load()`); what `decar evaluate` scores without --model.
 - ``path/to/checkpoint.pt`` or ``.safetensors``: a decar encoder, with the frontend statistics it carries.
 - ``random:<checkpoint>``: the same architecture, frontend and statistics with randomly initialised weights
   (fixed seed), the floor any pretraining must clear. Its BatchNorm statistics are re-estimated on the task's
@@ -38,7 +39,7 @@ import torch
 
 import decar
 from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
-from decar.embed import AudioEncoder
+from decar.embed import AudioEncoder, NoBundledModelError, bundled_model_path
 from decar.evaluate.tasks.base import Clip
 from decar.fingerprint import content_digest, model_fingerprint
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
@@ -48,14 +49,18 @@ from decar.moments import RunningMoments
 from decar.tables import read_embeddings
 
 SPEC_FORMS = (
+    "pretrained",
     "<checkpoint.pt | encoder.safetensors>",
-    "random:<checkpoint.pt | encoder.safetensors | config.yaml>",
+    "random:<checkpoint.pt | encoder.safetensors | config.yaml | pretrained>",
     "logmel-stats",
     "byola:<weights.pth>",
     "hear:<python.module>[:<model file>]",
     "embeddings:<decar embed folder | table.npz | table.parquet>",
 )
 """The model specs `load_eval_model` accepts, for help texts and error messages."""
+
+PRETRAINED = "pretrained"
+"""The spec of the model bundled with decar."""
 
 RANDOM_INIT_SEED = 0
 """Seed of the random re-initialisation, so that the random baseline is the same network in every run."""
@@ -391,8 +396,11 @@ def load_eval_model(spec: str, device: str = "cpu") -> EvalModel:
     kind, sep, rest = spec.partition(":")
     if spec == "logmel-stats":
         return LogMelStatsModel()
+    if spec == PRETRAINED:
+        encoder = decar.load(device=device)
+        return EncoderModel(f"decar pretrained ({encoder.config.model.name})", "decar", encoder)
     if sep and kind == "random":
-        return _random_init(Path(rest).expanduser(), device)
+        return _random_init(_bundled_or(rest), device)
     if sep and kind == "byola":
         return _byola(Path(rest).expanduser(), device)
     if sep and kind == "hear":
@@ -407,6 +415,16 @@ def load_eval_model(spec: str, device: str = "cpu") -> EvalModel:
         encoder = decar.load(path, device=device)
         return EncoderModel(f"decar {encoder.config.model.name} ({_short(path)})", "decar", encoder)
     raise ValueError(f"unknown model spec {spec!r}; expected one of: {', '.join(SPEC_FORMS)}")
+
+
+def _bundled_or(spec_path: str) -> Path:
+    """The path a spec names, where ``pretrained`` names the bundled model's file."""
+    if spec_path != PRETRAINED:
+        return Path(spec_path).expanduser()
+    bundled = bundled_model_path()
+    if bundled is None:
+        raise NoBundledModelError(f"model spec {PRETRAINED!r}: this decar release bundles no pretrained model")
+    return bundled
 
 
 def _random_init(path: Path, device: str) -> RandomInitModel:

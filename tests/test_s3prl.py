@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from decar.embed import NoBundledModelError
+from decar.embed import load as decar_load
 from decar.integrations.s3prl import UpstreamExpert, decar, decar_local
 from decar.testing import write_random_checkpoint
 
@@ -123,10 +124,15 @@ def test_bad_input_is_named(expert: UpstreamExpert, wavs: object, error: type[Ex
         expert(wavs)
 
 
-def test_hubconf_factories_take_s3prl_arguments(checkpoint: Path) -> None:
+def test_hubconf_factories_take_s3prl_arguments(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     expert = decar_local(ckpt=str(checkpoint), model_config=None, refresh=False)  # how s3prl's runner calls it
     assert isinstance(expert, UpstreamExpert) and isinstance(expert, torch.nn.Module)
     with pytest.raises(ValueError, match="carry their own config"):
         UpstreamExpert(str(checkpoint), model_config="config.yaml")
+    shipped = decar(ckpt=str(checkpoint), model_config=None, refresh=False)  # the bundled model, whatever ckpt says
+    assert shipped.model.config == decar_load().config
+    monkeypatch.setattr("decar.embed.BUNDLED_MODEL", tmp_path / "missing.safetensors")
     with pytest.raises(NoBundledModelError, match="bundles no pretrained model"):
         decar(ckpt=None, model_config=None, refresh=False)

@@ -105,7 +105,6 @@ def decar_local(ckpt: str, *args: object, **kwargs: object) -> UpstreamExpert:
 def decar(**kwargs: object) -> UpstreamExpert:
     """s3prl model ``decar``: the pretrained model bundled with decar.
 
-    Like s3prl's own hubconf entries it replaces any ``ckpt`` it is given. No model ships yet, so this raises
-    `NoBundledModelError`; use ``decar_local`` with a checkpoint path.
+    Like s3prl's own hubconf entries it replaces any ``ckpt`` it is given; ``decar_local`` takes a checkpoint path.
     """
     return UpstreamExpert(**{**kwargs, "ckpt": None})

@@ -15,8 +15,8 @@ from decar._io import atomic_write_bytes
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> None:
-    """Four panels per epoch: loss against its chance level, NMIs (stability and shortcuts), cluster sizes, and
-    time per phase."""
+    """Four panels per epoch: loss against its chance level, what the assignments encode (stability, balance as
+    entropy / ln K, and the shortcuts), cluster sizes, and time per phase."""
     if not history:
         return
     epochs = [r["epoch"] for r in history]
@@ -31,6 +31,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Non
     ax = axes[0, 1]
     for key, label, color in (
         ("nmi_prev", "NMI with previous epoch", "tab:green"),
+        ("assignment_entropy", "entropy of cluster sizes / ln K", "tab:blue"),
         ("ami_duration", "AMI with clip duration (shortcut)", "tab:red"),
         ("ami_level", "AMI with clip level (shortcut)", "tab:orange"),
     ):

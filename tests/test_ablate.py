@@ -82,7 +82,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tmp_path: Path) -> None:
     configs = [CONFIGS / "tiny.yaml", CONFIGS / "tiny_v2.yaml"]
-    settings = ["optim.epochs=50", "num_threads=1", "checkpoint_minutes=0.01"]
+    settings = ["optim.epochs=50", "optim.steps_per_epoch=3", "num_threads=1", "checkpoint_minutes=0.01"]
     text = run_ablations(configs, bench, 0.1, tmp_path, seeds=2, overrides=settings, probe_seeds=1)
     for run in plan_runs(configs, 2, tmp_path):
         summary = json.loads((run.folder / "summary.json").read_text())
@@ -97,6 +97,29 @@ def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tm
     first = {str(p): p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/checkpoint.pt")}
     run_ablations(configs, bench, 0.1, tmp_path, seeds=2, overrides=settings, probe_seeds=1)
     assert first == {str(p): p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/checkpoint.pt")}  # reused
+
+
+def test_the_report_is_written_after_each_trained_run(
+    bench: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import decar.pretrain
+
+    real_fit, trained = decar.pretrain.fit, []
+
+    def fit_until_killed(*args: object, **kwargs: object) -> object:
+        if trained:
+            raise RuntimeError("killed during the second run")
+        trained.append(args)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(decar.pretrain, "fit", fit_until_killed)
+    configs = [CONFIGS / "tiny.yaml", CONFIGS / "tiny_v2.yaml"]
+    settings = ["optim.epochs=50", "optim.steps_per_epoch=3", "num_threads=1", "checkpoint_minutes=0.01"]
+    with pytest.raises(RuntimeError, match="killed"):
+        run_ablations(configs, bench, 0.05, tmp_path, overrides=settings, probe_seeds=1)
+    report = json.loads((tmp_path / "ablations.json").read_text())
+    assert list(report["configs"]) == ["tiny"] and report["pending"] == ["tiny_v2 seed 0"]
+    assert "Still to train: tiny_v2 seed 0." in (tmp_path / "ablations.md").read_text()
 
 
 def test_cli_ablate_errors_are_one_line(bench: Path, tmp_path: Path) -> None:

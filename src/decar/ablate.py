@@ -5,9 +5,10 @@
 whatever its method or cost per step; a killed ablation continues where it stopped (each run resumes from its
 checkpoint, finished runs are not touched). Every run is then scored with `decar bench` (the default probe,
 one shared embedding cache) against a reference, by default the first config's architecture at random init.
-``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's score and the average: the mean over
-pretraining seeds, their spread, the 95 % interval over test clips and the paired-bootstrap mark of the first
-seed's run against the reference.
+The report is rewritten after every run that trains, so a long ablation shows its results as it goes (the
+runs still to train are listed). ``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's
+score and the average: the mean over pretraining seeds, their spread, the 95 % interval over test clips and the
+paired-bootstrap mark of the first seed's run against the reference.
 """
 
 from __future__ import annotations
@@ -112,22 +113,30 @@ def run_ablations(
     runs = plan_runs(configs, seeds, out_dir)
     corpus = bench_corpus(bench_dir)
     find_bench_tasks(bench_dir)  # no task: stop before hours of pretraining
-    for run in runs:
+    reference = reference or f"random:{runs[0].config}"
+
+    def report(trained: list[AblationRun]) -> str:
+        """Probe the runs trained so far (finished evaluations are reused) and write the report."""
+        specs = [reference, *(str(run.checkpoint) for run in trained)]
+        run_bench(bench_dir, specs, Path(out_dir) / "bench", ("linear",), probe_seeds, None, cache_dir, device)
+        summary = summarise(json.loads((Path(out_dir) / "bench" / "bench.json").read_text()), trained, budget_minutes)
+        summary["pending"] = [f"{run.name} seed {run.seed}" for run in runs[len(trained) :]]
+        text = _markdown(summary)
+        atomic_write_text(Path(out_dir) / "ablations.md", text)
+        atomic_write_text(Path(out_dir) / "ablations.json", json.dumps(summary, indent=2) + "\n")
+        _plot(summary, Path(out_dir) / "ablations.png")
+        return text
+
+    for index, run in enumerate(runs):
         cfg = load_config(run.config, [*(overrides or []), f"seed={run.seed}", f"time_budget_minutes={budget_minutes}"])
         if _finished(run, budget_minutes):
             log.info("ablation %s seed %d: finished earlier, reused", run.name, run.seed)
             continue
         log.info("ablation %s seed %d: pretraining for %g min", run.name, run.seed, budget_minutes)
         fit(cfg, corpus, run.folder, resume=run.checkpoint.is_file())
-    reference = reference or f"random:{runs[0].config}"
-    specs = [reference, *(str(run.checkpoint) for run in runs)]
-    run_bench(bench_dir, specs, Path(out_dir) / "bench", ("linear",), probe_seeds, None, cache_dir, device)
-    summary = summarise(json.loads((Path(out_dir) / "bench" / "bench.json").read_text()), runs, budget_minutes)
-    text = _markdown(summary)
-    atomic_write_text(Path(out_dir) / "ablations.md", text)
-    atomic_write_text(Path(out_dir) / "ablations.json", json.dumps(summary, indent=2) + "\n")
-    _plot(summary, Path(out_dir) / "ablations.png")
-    return text
+        if index < len(runs) - 1:  # a report after every trained run: hours of ablations show results as they go
+            report(runs[: index + 1])
+    return report(runs)
 
 
 def _finished(run: AblationRun, budget_minutes: float) -> bool:
@@ -209,6 +218,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         first = row["training"][0]
         rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
         lines.append(f"| {name} | {len(row['seeds'])} | {first.get('global_step', '–')} | {rate} | {cells} |")
+    if summary.get("pending"):
+        lines += ["", f"Still to train: {', '.join(summary['pending'])}."]
     return "\n".join(lines) + "\n"
 
 

@@ -154,6 +154,7 @@ def paper_settings() -> dict[str, Any]:
             "cache_dir": None,
             "num_workers": 4,
             "max_files": None,
+            "max_files_per_folder": None,  # ours: the paper balanced AudioSet beforehand
         },
         "model": {"name": "efficientnet_b0", "kwargs": {}},  # §1a: EfficientNet-B0, 1 channel, 1280-d
         "objective": {

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from decar.data import AudioCrops, BatchCollator, scan_files
+from decar.data import AudioCrops, BatchCollator, cap_per_folder, scan_files
 from decar.frontend import FrontendConfig
 from decar.testing import write_bad_files, write_synthetic_corpus
 
@@ -78,3 +78,16 @@ def test_bad_files_are_reported_not_raised(tmp_path: Path, files: list[Path]) ->
     batch = BatchCollator(FrontendConfig())([example, _crops(files)[(1, 0)]])
     assert batch.logmel.shape[0] == 1 and batch.indices.tolist() == [1]
     assert batch.failures == [(0, example.error)]
+
+
+def test_cap_per_folder_draws_at_most_cap_files_of_each_top_level_folder() -> None:
+    root = Path("/corpus")
+    paths = [root / "speech" / f"v{i % 3}" / f"s{i}.wav" for i in range(10)]
+    paths += [root / "music" / f"m{i}.wav" for i in range(2)] + [root / "loose.wav"]
+    kept = cap_per_folder(paths, 3, seed=0)
+    assert sum(p.parts[2] == "speech" for p in kept) == 3  # a folder's sub-folders are one group
+    assert [p for p in kept if p.parts[2] != "speech"] == paths[10:]  # small groups are kept whole
+    assert kept == [p for p in paths if p in kept]  # in the given order
+    assert kept == cap_per_folder(paths, 3, seed=0)
+    assert any(cap_per_folder(paths, 3, seed=s) != kept for s in range(1, 5))  # the draw follows the seed
+    assert cap_per_folder(paths, 100, seed=0) == paths

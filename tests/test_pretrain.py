@@ -164,6 +164,17 @@ def test_bad_files_are_skipped_and_counted(tmp_path: Path) -> None:
     )
 
 
+def test_a_corpus_can_be_balanced_by_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_synthetic_corpus(data, files_per_kind=4, seconds=1.0, kinds=("tone", "chord", "noise_high"))
+    write_synthetic_corpus(data, files_per_kind=12, seconds=1.0, kinds=("clicks",), seed=1)
+    overrides = ["optim.epochs=1", "optim.steps_per_epoch=2", "data.max_files_per_folder=5"]
+    summary = fit(load_config(TINY_CONFIG, overrides), data, tmp_path / "run")
+    used = (tmp_path / "run" / "files.txt").read_text().split()
+    assert summary["files_used"] == len(used) == 4 * 3 + 5
+    assert sum("clicks" in name for name in used) == 5
+
+
 def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
     write_synthetic_corpus(tmp_path / "few", files_per_kind=1, seconds=1.0, kinds=("tone", "chord"))
     with pytest.raises(PretrainError, match=r"fewer than 8 \(objective K=8\)"):

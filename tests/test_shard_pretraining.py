@@ -113,6 +113,11 @@ def test_two_processes_keep_their_own_samples_and_log_whole_corpus_health(
         fit(load_config(config, [*overrides, "optim.epochs=4"]), shards, out, resume=True)
 
 
+def test_balancing_by_folder_is_refused_for_shards_with_the_reason(shards: Path, tmp_path: Path) -> None:
+    with pytest.raises(PretrainError, match=r"shard folder: data\.max_files_per_folder balances a corpus of files"):
+        fit(load_config(DCV2, ["data.max_files_per_folder=4"]), shards, tmp_path / "run")
+
+
 def test_a_corrupt_shard_is_named_and_skipped(shards: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged"
     damaged.mkdir()

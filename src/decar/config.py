@@ -38,6 +38,10 @@ class DataConfig:
         cache_dir: folder for cached log-mel features so epochs do not re-decode audio (None: no cache).
         num_workers: DataLoader worker processes (each decodes and featurises audio on one thread).
         max_files: use at most this many files (None: all), handy for smoke runs.
+        max_files_per_folder: keep at most this many files of each top-level folder of the corpus (below the
+            folder all its files share), drawn with the run's seed; None keeps all. A corpus that one source
+            dominates (the bench's is 56 % synthetic speech) can be balanced this way, as the paper balanced
+            AudioSet. Files given as shards are not balanced here (`decar data shard` chooses what goes in).
     """
 
     crop_seconds: float = 10.0
@@ -48,6 +52,7 @@ class DataConfig:
     cache_dir: str | None = None
     num_workers: int = 4
     max_files: int | None = None
+    max_files_per_folder: int | None = None
 
 
 @dataclass
@@ -153,6 +158,10 @@ class DecarConfig:
             (self.optim.schedule in ("constant", "warmup_cosine"), "optim.schedule: constant|warmup_cosine"),
             (self.optim.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0"),
             (self.data.pad_mode in ("silence", "tile"), "data.pad_mode: silence|tile"),
+            (
+                self.data.max_files_per_folder is None or self.data.max_files_per_folder >= 1,
+                "data.max_files_per_folder must be >= 1 (or null for no limit)",
+            ),
         ]
         problems = [message for ok, message in checks if not ok] + self.objective.validate()
         if problems:

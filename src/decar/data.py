@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,24 @@ def scan_files(paths: Sequence[Path], min_seconds: float) -> tuple[list[Path], d
         good.append(path)
         durations.append(info.duration_s)
     return good, bad, durations
+
+
+def cap_per_folder(paths: Sequence[Path], cap: int, seed: int) -> list[Path]:
+    """At most ``cap`` files of each top-level folder below the folder all ``paths`` share, a seeded draw; the
+    kept files stay in their given order. Files directly in that shared folder form one group of their own."""
+    if len(paths) < 2:
+        return list(paths)
+    root = Path(os.path.commonpath([str(Path(p).absolute()) for p in paths]))
+    groups: dict[str, list[int]] = {}
+    for index, path in enumerate(paths):
+        parts = Path(path).absolute().relative_to(root).parts
+        groups.setdefault(parts[0] if len(parts) > 1 else "", []).append(index)
+    rng = seeded_rng(seed)
+    kept: set[int] = set()
+    for name in sorted(groups):
+        members = groups[name]
+        kept.update(members if len(members) <= cap else rng.choice(members, size=cap, replace=False).tolist())
+    return [path for index, path in enumerate(paths) if index in kept]
 
 
 def seeded_rng(*keys: int) -> np.random.Generator:

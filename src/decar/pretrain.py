@@ -38,7 +38,7 @@ from decar.augment import build_augmentation
 from decar.checkpoint import FORMAT_VERSION, export_encoder, load_checkpoint, save_checkpoint
 from decar.cluster import ami, contingency, labels_from_contingency, nmi, size_stats_of_counts
 from decar.config import DecarConfig
-from decar.data import AudioCrops, Batch, FileFeed, scan_files, step_seed
+from decar.data import AudioCrops, Batch, FileFeed, cap_per_folder, scan_files, step_seed
 from decar.models import create_model
 from decar.models.batchnorm import recalibrate_batchnorm
 from decar.moments import RunningMoments
@@ -201,6 +201,11 @@ class Trainer:
         cfg, info = self.cfg, self.info
         workers, pin = cfg.data.num_workers, self.device.type == "cuda"
         if is_shard_folder(data):
+            if cfg.data.max_files_per_folder is not None:
+                raise PretrainError(
+                    f"{data} is a shard folder: data.max_files_per_folder balances a corpus of files; "
+                    "choose the clips when sharding (`decar data shard`) instead"
+                )
             feed: FileFeed | ShardFeed = ShardFeed(data, self.dataset, info, workers, pin, cfg.data.min_seconds)
             self.state.bad_files = dict(feed.too_short)
             share = SampleShare(feed.count, feed.owned)
@@ -208,6 +213,8 @@ class Trainer:
             self.usable = feed.usable_count
         else:
             paths = list_audio_files(data)
+            if cfg.data.max_files_per_folder is not None:
+                paths = cap_per_folder(paths, cfg.data.max_files_per_folder, cfg.seed)
             if cfg.data.max_files is not None:
                 paths = paths[: cfg.data.max_files]
             good, self.state.bad_files, durations = scan_files(paths, cfg.data.min_seconds)

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from decar.cli import app
 from decar.evaluate import bench
 from decar.evaluate.bench import BETTER, WORSE, distinct_names, find_bench_tasks, model_slug, run_bench
-from decar.testing import write_hear_task
+from decar.evaluate.models import load_eval_model
+from decar.testing import write_hear_task, write_random_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,6 +100,15 @@ def test_a_rerun_reuses_finished_runs(
     assert again == text
     with pytest.raises(AssertionError, match="evaluated again"):  # another seed count is another run
         run_bench(bench_dir, ["logmel-stats"], out, ("linear",), seeds=2)
+
+
+def test_a_checkpoint_trained_further_at_the_same_path_is_evaluated_again(bench_dir: Path, tmp_path: Path) -> None:
+    checkpoint = write_random_checkpoint(tmp_path / "run" / "checkpoint.pt", seed=0)
+    run_bench(bench_dir, [str(checkpoint)], tmp_path / "out", ("linear",), seeds=1, task_names=["pitch"])
+    write_random_checkpoint(checkpoint, seed=1)  # the same path, other weights
+    run_bench(bench_dir, [str(checkpoint)], tmp_path / "out", ("linear",), seeds=1, task_names=["pitch"])
+    results = json.loads((tmp_path / "out" / "linear" / model_slug(str(checkpoint)) / "results.json").read_text())
+    assert results["model"]["fingerprint"] == load_eval_model(str(checkpoint)).fingerprint
 
 
 def test_marks_come_from_paired_resamples() -> None:

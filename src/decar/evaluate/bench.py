@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from decar._io import atomic_write_text
+from decar.evaluate.models import load_eval_model
 from decar.evaluate.protocols import PROTOCOLS
 from decar.evaluate.report import load_predictions, load_results
 from decar.evaluate.runner import PROBE_PROTOCOLS, evaluate
@@ -114,7 +115,7 @@ def run_bench(
         folders[protocol] = []
         for spec in model_specs:
             folder = out_dir / protocol / model_slug(spec)
-            if _finished(folder, spec, protocol, seeds, tasks):
+            if _finished(folder, spec, protocol, seeds, tasks, device):
                 log.info("reusing %s (same model, tasks, protocol and seeds)", folder)
             else:
                 log.info("bench: %s with protocol %s", spec, protocol)
@@ -134,8 +135,9 @@ def run_bench(
     return text
 
 
-def _finished(folder: Path, spec: str, protocol: str, seeds: int, tasks: list[Path]) -> bool:
-    """A results folder of exactly this run: same spec, protocol settings hash, seeds and task folders."""
+def _finished(folder: Path, spec: str, protocol: str, seeds: int, tasks: list[Path], device: str) -> bool:
+    """A results folder of exactly this run: same spec, protocol settings hash, seeds and task folders, and the
+    same model behind the spec (a checkpoint trained further, or another bundled model, is evaluated again)."""
     path = folder / "results.json"
     if not path.is_file():
         return False
@@ -146,6 +148,7 @@ def _finished(folder: Path, spec: str, protocol: str, seeds: int, tasks: list[Pa
             and run.get("protocol_hash") == PROTOCOLS[protocol].settings_hash
             and run["seeds"] == list(range(seeds))
             and run["config"]["task_specs"] == [str(task) for task in tasks]
+            and run["model"]["fingerprint"] == load_eval_model(spec, device=device).fingerprint
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -235,8 +235,13 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     high = np.array([cell["mean"] + (cell["std_over_seeds"] or cell["ci95"][1] - cell["mean"]) for cell in averages])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
     ax.barh(names, means, xerr=[means - low, high - means], color="tab:blue", alpha=0.8)
-    ax.axvline(summary["reference"]["scores"]["average"]["mean"], color="grey", linestyle=":", label="reference")
+    reference = summary["reference"]["scores"]["average"]["mean"]
+    ax.axvline(reference, color="grey", linestyle=":", label="reference")
+    for row, mean in enumerate(means):
+        ax.annotate(f"{mean:.3f}", (mean, row), xytext=(4, 6), textcoords="offset points", fontsize=8)
+    # the differences are a few points: an axis from 0 would hide them
+    ax.set_xlim(max(0.0, min(low.min(), reference) - 0.05), min(1.0, high.max() + 0.03))
     ax.set(xlabel="bench average (default probe)", title=f"ablations, {summary['budget_minutes']:g} min each")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     save_png(fig, path)

@@ -236,21 +236,11 @@ def _online_steps(info: dist.DistInfo, steps: int = 3, clips: int = 8) -> dict[s
 def test_learned_prototypes_stay_frozen_then_learn_and_stay_unit() -> None:
     from decar.objectives.online import OnlineConfig
 
-    class Linear(torch.nn.Module):
-        embed_dim = 5
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.map = torch.nn.Linear(5, 5)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.map(x)
-
     torch.manual_seed(0)
     config = OnlineConfig(
         hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=0, prototypes="learned", freeze_prototypes_steps=2
     )
-    objective = create_objective("online", config, Linear(), num_samples=8)
+    objective = create_objective("online", config, _LinearEncoder(), num_samples=8)
     optimizer = torch.optim.SGD(objective.network.parameters(), lr=0.5)
     weights = []
     for step in range(4):
@@ -267,6 +257,41 @@ def test_learned_prototypes_stay_frozen_then_learn_and_stay_unit() -> None:
     objective(objective.network, torch.randn(16, 5), torch.arange(8))
     assert torch.allclose(objective.network.prototypes.weight.norm(dim=1), torch.ones(3))
     assert int(objective.state_dict()["steps"]) == 5
+
+
+def test_the_teacher_follows_the_student_by_its_momentum_and_gets_no_gradient() -> None:
+    from decar.objectives.online import OnlineConfig
+
+    torch.manual_seed(0)
+    config = OnlineConfig(hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=6, teacher_momentum=0.75)
+    objective = create_objective("online", config, _LinearEncoder(), num_samples=8)
+    assert objective.teacher is not None
+    optimizer = torch.optim.SGD(objective.network.parameters(), lr=0.5)
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+    loss = objective(objective.network, x, torch.arange(8))["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is None for p in objective.teacher.parameters())
+    before = {k: v.clone() for k, v in objective.teacher.state_dict().items()}
+    student = objective.network.state_dict()
+    assert not torch.equal(before["encoder.map.weight"], student["encoder.map.weight"])  # the student moved
+    objective(objective.network, x, torch.arange(8))
+    after = objective.teacher.state_dict()
+    expected = 0.75 * before["encoder.map.weight"] + 0.25 * student["encoder.map.weight"]
+    torch.testing.assert_close(after["encoder.map.weight"], expected)
+    assert any(key.startswith("teacher.") for key in objective.state_dict())  # saved with the run, resumed
+
+
+class _LinearEncoder(torch.nn.Module):
+    embed_dim = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.map = torch.nn.Linear(5, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x)
 
 
 def _distributed_worker(rank: int, world: int, init_file: str, out_file: str) -> None:

@@ -111,11 +111,14 @@ def run_bench(
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "embeddings"
     folders: dict[str, list[Path]] = {}
+    # Each model loaded once for its identity (a bad spec fails before anything runs); `evaluate` loads its own,
+    # since a model whose statistics are fitted per task changes as it is evaluated.
+    fingerprints = {spec: load_eval_model(spec, device=device).fingerprint for spec in model_specs}
     for protocol in protocols:
         folders[protocol] = []
-        for spec in model_specs:
+        for spec, fingerprint in fingerprints.items():
             folder = out_dir / protocol / model_slug(spec)
-            if _finished(folder, spec, protocol, seeds, tasks, device):
+            if _finished(folder, spec, fingerprint, protocol, seeds, tasks):
                 log.info("reusing %s (same model, tasks, protocol and seeds)", folder)
             else:
                 log.info("bench: %s with protocol %s", spec, protocol)
@@ -135,7 +138,7 @@ def run_bench(
     return text
 
 
-def _finished(folder: Path, spec: str, protocol: str, seeds: int, tasks: list[Path], device: str) -> bool:
+def _finished(folder: Path, spec: str, fingerprint: str, protocol: str, seeds: int, tasks: list[Path]) -> bool:
     """A results folder of exactly this run: same spec, protocol settings hash, seeds and task folders, and the
     same model behind the spec (a checkpoint trained further, or another bundled model, is evaluated again)."""
     path = folder / "results.json"
@@ -148,7 +151,7 @@ def _finished(folder: Path, spec: str, protocol: str, seeds: int, tasks: list[Pa
             and run.get("protocol_hash") == PROTOCOLS[protocol].settings_hash
             and run["seeds"] == list(range(seeds))
             and run["config"]["task_specs"] == [str(task) for task in tasks]
-            and run["model"]["fingerprint"] == load_eval_model(spec, device=device).fingerprint
+            and run["model"]["fingerprint"] == fingerprint
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -19,6 +19,8 @@ epoch (0.61), temperature 0.2 / 0.3 (0.71-0.83 over three seeds / 0.58), a large
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -53,6 +55,10 @@ class OnlineConfig:
             prototypes, a unit-norm linear layer trained by the same loss (the centroids are then unused).
         freeze_prototypes_steps: with learned prototypes, steps during which they get no gradient (SwAV freezes
             them for the first epoch, while the projections find their footing).
+        teacher_momentum: 0: each view's code comes from the student's own projection of the other view. Above
+            0: from a teacher network, an exponential moving average of the student with this momentum (BYOL,
+            DINO, DinoSR), whose slowly moving projections also place the centroids: targets that change
+            little from step to step, as a per-epoch clustering's do.
     """
 
     hidden_dim: int = 2048
@@ -65,6 +71,7 @@ class OnlineConfig:
     queue_size: int = 4096
     prototypes: str = "ema"
     freeze_prototypes_steps: int = 0
+    teacher_momentum: float = 0.0
 
     def validate(self) -> list[str]:
         checks = [
@@ -76,6 +83,7 @@ class OnlineConfig:
             (self.queue_size >= 0, "objective.queue_size must be >= 0"),
             (self.prototypes in ("ema", "learned"), "objective.prototypes must be ema or learned"),
             (self.freeze_prototypes_steps >= 0, "objective.freeze_prototypes_steps must be >= 0"),
+            (0 <= self.teacher_momentum < 1, "objective.teacher_momentum must be in [0, 1)"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -110,6 +118,9 @@ class OnlineClustering(Objective):
             network = ProjectedEncoder(encoder, head)
         super().__init__(network, num_samples)
         self.config = config
+        self.teacher: nn.Module | None = None
+        if config.teacher_momentum > 0:
+            self.teacher = copy.deepcopy(network).requires_grad_(False)
         if self.learned:
             self.register_buffer("steps", torch.zeros((), dtype=torch.long))
             network.prototypes.weight.register_hook(self._frozen_gradient)
@@ -131,7 +142,8 @@ class OnlineClustering(Objective):
         so that repeated picks differ (random directions would lie far from where the data lives)."""
         generator = torch.Generator().manual_seed(step_seed(self.seed, 0, 8))
         picks = torch.randint(len(rows), (len(self.centroids),), generator=generator).to(rows.device)
-        jitter = 0.1 * torch.randn(self.centroids.shape, generator=generator).to(rows)
+        scale = 0.1 / math.sqrt(self.centroids.shape[1])  # a jitter of norm 0.1, small beside the unit rows
+        jitter = scale * torch.randn(self.centroids.shape, generator=generator).to(rows)
         self.centroids.copy_(F.normalize(rows[picks] + jitter, dim=1))
 
     def forward(self, network: nn.Module, x: Tensor, indices: Tensor) -> dict[str, Tensor]:
@@ -147,23 +159,39 @@ class OnlineClustering(Objective):
             self.steps += 1
         else:
             projections = network(x).float()
+        targets = self._teacher_projections(x) if self.teacher is not None else projections.detach()
+        if not self.learned:
             if not bool(self.centroids.any()):
-                self._seed_centroids(self._gather_views(projections.detach()).to(self.centroids))
+                self._seed_centroids(self._gather_views(targets).to(self.centroids))
             prototypes = self.centroids
             scores = projections @ prototypes.T
+        target_scores = scores.detach() if self.teacher is None else targets @ prototypes.T
         start = time.perf_counter()
         group = torch_dist.group.WORLD if self.info.is_distributed else None
         remembered = self.queue[: int(self.queue_filled)][self.info.rank :: self.info.world_size]
-        joined = torch.cat([scores.detach(), remembered @ prototypes.T])
+        joined = torch.cat([target_scores, remembered @ prototypes.T])
         codes = sinkhorn(joined, self.config.sinkhorn_epsilon, self.config.sinkhorn_iters, group)[: len(scores)]
         self.seconds_clustering += time.perf_counter() - start
         log_probs = F.log_softmax(scores / self.config.temperature, dim=1)
         swapped = torch.cat([codes[batch:], codes[:batch]])
         loss = -(swapped * log_probs).sum(dim=1).mean()
         start = time.perf_counter()
-        self._update(projections.detach(), codes, indices.to(codes.device))
+        self._update(targets, codes, indices.to(codes.device))
         self.seconds_clustering += time.perf_counter() - start
         return {"loss": loss}
+
+    @torch.no_grad()
+    def _teacher_projections(self, x: Tensor) -> Tensor:
+        """The teacher's projections of the batch, after it takes its step towards the student's latest weights
+        (the optimiser stepped since the last call; every rank holds the same student, so the same teacher)."""
+        assert self.teacher is not None
+        momentum = self.config.teacher_momentum
+        student = [t for t in self.network.state_dict().values() if t.is_floating_point()]
+        teacher = [t for t in self.teacher.state_dict().values() if t.is_floating_point()]
+        torch._foreach_mul_(teacher, momentum)
+        torch._foreach_add_(teacher, student, alpha=1 - momentum)
+        self.teacher.train(self.network.training)
+        return self.teacher(x)[0].float() if self.learned else self.teacher(x).float()
 
     def _gather_views(self, rows: Tensor) -> Tensor:
         """Every process's (views x B, ...) rows, view after view: the global batch in one process's order."""

@@ -190,9 +190,9 @@ def test_each_method_finds_planted_pitches(method: str, tones: tuple[Path, list[
     and random resize crop (which rescales the frequency axis, i.e. shifts pitch) change this toy's very label,
     so they are off here; they are tested on their own above.
 
-    Online clustering gets more epochs and a lower bar: its centroids never restart from the improved
-    features as a per-epoch k-means does, and measured, it reaches 0.71-0.83 on this toy over seeds and
-    settings (the variants tried are listed in its module), not reliably the 0.8 the others clear."""
+    Online clustering gets more epochs: its centroids never restart from the improved features as a per-epoch
+    k-means does. Measured over seeds 0-4 with its teacher: 0.92, 0.71, 0.89, 0.90, 0.84 (without the teacher
+    0.71-0.83; the variants tried are listed in its module)."""
     folder, labels = tones
     epochs = 8 if method == "online" else 3
     overrides = [f"optim.epochs={epochs}", "num_threads=1", "augment.mixup.enabled=false"]
@@ -200,7 +200,7 @@ def test_each_method_finds_planted_pitches(method: str, tones: tuple[Path, list[
     overrides += ["objective.num_clusters=8"] if method != "dcv2" else []
     fit(load_config(CONFIGS / TINY[method], overrides), folder, tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["objective"]
-    assert nmi(state["labels0" if method == "dcv2" else "labels"], labels) >= (0.6 if method == "online" else 0.8)
+    assert nmi(state["labels0" if method == "dcv2" else "labels"], labels) >= 0.8
 
 
 def _with_a_dead_centroid(x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +218,9 @@ def _online_steps(info: dist.DistInfo, steps: int = 3, clips: int = 8) -> dict[s
     BatchNorm, whose per-process statistics differ by design): its losses and the state it keeps."""
     from decar.objectives.online import OnlineConfig
 
-    config = OnlineConfig(hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=12, centroid_decay=0.5)
+    config = OnlineConfig(
+        hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=12, centroid_decay=0.5, teacher_momentum=0
+    )
     objective = create_objective("online", config, _StubEncoder(), num_samples=steps * clips)
     objective.attach(info)
     weight = torch.randn(5, 4, generator=torch.Generator().manual_seed(7))
@@ -238,7 +240,13 @@ def test_learned_prototypes_stay_frozen_then_learn_and_stay_unit() -> None:
 
     torch.manual_seed(0)
     config = OnlineConfig(
-        hidden_dim=8, projection_dim=4, num_clusters=3, queue_size=0, prototypes="learned", freeze_prototypes_steps=2
+        hidden_dim=8,
+        projection_dim=4,
+        num_clusters=3,
+        queue_size=0,
+        prototypes="learned",
+        freeze_prototypes_steps=2,
+        teacher_momentum=0,
     )
     objective = create_objective("online", config, _LinearEncoder(), num_samples=8)
     optimizer = torch.optim.SGD(objective.network.parameters(), lr=0.5)

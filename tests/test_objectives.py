@@ -180,6 +180,13 @@ def test_each_method_learns_on_generated_audio(method: str, corpus: Path, tmp_pa
     for key in ("nmi_prev", "ami_duration", "ami_level", "assignment_entropy", "share_clustering", "clusters_empty"):
         assert records[-1][key] is not None, key
     assert summary["method"] == method and summary["files_used"] == 64
+    if method == "online":  # its EMA teacher embeds downstream, as DINO evaluates its teacher
+        state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+        prefix = "teacher.encoder."
+        teacher = {k.removeprefix(prefix): v for k, v in state["objective"].items() if k.startswith(prefix)}
+        assert teacher.keys() == state["encoder"].keys()
+        assert all(torch.equal(state["encoder"][name], weights) for name, weights in teacher.items())
+        assert not all(torch.equal(state["objective"][f"network.encoder.{k}"], v) for k, v in teacher.items())
 
 
 @pytest.mark.slow

@@ -571,7 +571,7 @@ class Trainer:
         mean, std = s.norm_stats or (0.0, 1.0)
         return {
             "config": self.cfg.to_dict(),
-            "encoder": self.objective.encoder.state_dict(),
+            "encoder": self.objective.encoder_to_export.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "augment": self.augment.state_dict() if self.augment is not None else {},

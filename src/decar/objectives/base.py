@@ -115,6 +115,12 @@ class Objective(nn.Module):
     def encoder(self) -> nn.Module:
         return self.network.encoder
 
+    @property
+    def encoder_to_export(self) -> nn.Module:
+        """The encoder that embeds downstream (the checkpoint's ``encoder``, ``encoder.safetensors``): the
+        trained one, unless a method keeps a better copy."""
+        return self.encoder
+
     def attach(self, info: dist.DistInfo, share: SampleShare | None = None) -> None:
         """Tell the objective which process group it runs in and which samples' state it keeps (set once,
         before training; a sharded share must be the one the objective was built for: ``num_samples`` rows)."""

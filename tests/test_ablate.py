@@ -94,9 +94,19 @@ def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tm
         assert row["seeds"] == [0, 1] and row["scores"]["average"]["std_over_seeds"] is not None
         assert [run["global_step"] > 0 and run["clips_per_s"] > 0 for run in row["training"]] == [True, True]
     assert "| reference |" in text and (tmp_path / "ablations.png").stat().st_size > 0
-    first = {str(p): p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/checkpoint.pt")}
+    gains = [
+        report["reference"]["ami_gain"],
+        *(r["ami_gain"] for c in report["configs"].values() for r in c["training"]),
+    ]
+    assert all(isinstance(gain, float) and -1 <= gain <= 1 for gain in gains) and "gain AMI" in text
+    first = {
+        str(p): p.stat().st_mtime_ns for p in [*tmp_path.glob("runs/*/*/checkpoint.pt"), tmp_path / "shortcuts.json"]
+    }
     run_ablations(configs, bench, 0.1, tmp_path, seeds=2, overrides=settings, probe_seeds=1)
-    assert first == {str(p): p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/checkpoint.pt")}  # reused
+    again = {
+        str(p): p.stat().st_mtime_ns for p in [*tmp_path.glob("runs/*/*/checkpoint.pt"), tmp_path / "shortcuts.json"]
+    }
+    assert first == again  # runs and shortcut checks reused
 
 
 def test_the_report_is_written_after_each_trained_run(

@@ -8,7 +8,9 @@ one shared embedding cache) against a reference, by default the first config's a
 The report is rewritten after every run that trains, so a long ablation shows its results as it goes (the
 runs still to train are listed). ``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's
 score and the average: the mean over pretraining seeds, their spread, the 95 % interval over test clips and the
-paired-bootstrap mark of the first seed's run against the reference.
+paired-bootstrap mark of the first seed's run against the reference, and the gain-shortcut AMI of each model
+(`decar.evaluate.shortcuts`: how much its embeddings' clusters follow a random gain, cached in
+``OUT/shortcuts.json``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def run_ablations(
         """Probe the runs trained so far (finished evaluations are reused) and write the report."""
         specs = [reference, *(str(run.checkpoint) for run in trained)]
         run_bench(bench_dir, specs, Path(out_dir) / "bench", ("linear",), probe_seeds, None, cache_dir, device)
-        summary = summarise(json.loads((Path(out_dir) / "bench" / "bench.json").read_text()), trained, budget_minutes)
+        shortcuts = measure_shortcuts(specs, corpus, Path(out_dir) / "shortcuts.json", device)
+        bench_json = json.loads((Path(out_dir) / "bench" / "bench.json").read_text())
+        summary = summarise(bench_json, trained, budget_minutes, shortcuts)
         summary["pending"] = [f"{run.name} seed {run.seed}" for run in runs[len(trained) :]]
         text = _markdown(summary)
         atomic_write_text(Path(out_dir) / "ablations.md", text)
@@ -148,9 +152,40 @@ def _finished(run: AblationRun, budget_minutes: float) -> bool:
     return saved.get("time_budget_minutes") == budget_minutes
 
 
-def summarise(bench: dict[str, Any], runs: list[AblationRun], budget_minutes: float) -> dict[str, Any]:
+def measure_shortcuts(specs: list[str], corpus: Path, cache: Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """The gain-shortcut check of every model spec on clips of the pretraining corpus; a model measured before
+    (same spec, same fingerprint) is read from ``cache``, and the corpus is read only when one is new."""
+    from decar.evaluate.models import load_eval_model
+    from decar.evaluate.shortcuts import corpus_clips, gain_shortcut
+
+    saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    results: dict[str, dict[str, Any]] = {}
+    clips = None
+    for spec in specs:
+        model = load_eval_model(spec, device)
+        fingerprint = model.fingerprint  # before `prepare` fits any statistics on the clips
+        if saved.get(spec, {}).get("fingerprint") == fingerprint:
+            results[spec] = saved[spec]
+            continue
+        if clips is None:
+            clips = corpus_clips(corpus, sample_rate=model.sample_rate)
+        log.info("shortcut check of %s on %d corpus clips", spec, len(clips.waveforms))
+        results[spec] = {"fingerprint": fingerprint, **gain_shortcut(model, clips).to_dict()}
+        saved[spec] = results[spec]
+        atomic_write_text(cache, json.dumps(saved, indent=2) + "\n")
+    return results
+
+
+def summarise(
+    bench: dict[str, Any],
+    runs: list[AblationRun],
+    budget_minutes: float,
+    shortcuts: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Per config: each task's and the average's mean over pretraining seeds, their std, the first seed's 95 %
-    interval over test clips and its paired mark against the reference (the bench's first model)."""
+    interval over test clips and its paired mark against the reference (the bench's first model), and what
+    each run did with the budget, with its gain-shortcut AMI when ``shortcuts`` (by model spec) holds it."""
+    shortcuts = shortcuts or {}
     rows = bench["protocols"]["linear"]
     by_spec = {row["spec"]: row for row in rows}
     reference = rows[0]
@@ -177,12 +212,17 @@ def summarise(bench: dict[str, Any], runs: list[AblationRun], budget_minutes: fl
         table[name] = {"config": group["config"], "seeds": group["seeds"], "scores": cells, "training": []}
     for run in runs:  # what each run did with the budget: a machine slower on one day shows here
         summary = json.loads((run.folder / "summary.json").read_text())
-        table[run.name]["training"].append(
-            {key: summary.get(key) for key in ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")}
-        )
+        keys = ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")
+        training = {key: summary.get(key) for key in keys}
+        training["ami_gain"] = shortcuts.get(str(run.checkpoint), {}).get("ami_gain")
+        table[run.name]["training"].append(training)
     return {
         "budget_minutes": budget_minutes,
-        "reference": {"spec": reference["spec"], "scores": {**reference["tasks"], "average": reference["average"]}},
+        "reference": {
+            "spec": reference["spec"],
+            "scores": {**reference["tasks"], "average": reference["average"]},
+            "ami_gain": shortcuts.get(reference["spec"], {}).get("ami_gain"),
+        },
         "tasks": tasks,
         "configs": table,
     }
@@ -196,6 +236,10 @@ def _cell(cell: dict[str, Any]) -> str:
     return text + (f" {cell['mark']}" if cell.get("mark") else "")
 
 
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     tasks = [*summary["tasks"], "average"]
     lines = [
@@ -204,11 +248,13 @@ def _markdown(summary: dict[str, Any]) -> str:
         "mean over pretraining seeds ± their std (when several) [95 % interval over test clips, first seed]; "
         f"▲/▼: the first seed's run better/worse than the reference ({summary['reference']['spec']}) in a "
         "paired bootstrap. steps and clips/s: what the first seed's run did within the budget (clips/s over the "
-        "last epoch, clustering included); equal budgets are comparable only where the machine ran at one speed.",
+        "last epoch, clustering included); equal budgets are comparable only where the machine ran at one speed. "
+        "gain AMI: how much the k-means clusters of the first seed's embeddings follow a random gain of ±12 dB "
+        "put on corpus clips independently of their content (0: blind to loudness; the level shortcut).",
         "",
-        "| config | seeds | steps | clips/s | " + " | ".join(tasks) + " |",
-        "|---|---|---|---|" + "---|" * len(tasks),
-        "| reference | – | – | – | "
+        "| config | seeds | steps | clips/s | gain AMI | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|---|" + "---|" * len(tasks),
+        f"| reference | – | – | – | {_number(summary['reference'].get('ami_gain'))} | "
         + " | ".join(f"{summary['reference']['scores'][t]['mean']:.3f}" for t in tasks)
         + " |",
     ]
@@ -217,7 +263,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         cells = " | ".join(_cell(row["scores"][task]) for task in tasks)
         first = row["training"][0]
         rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
-        lines.append(f"| {name} | {len(row['seeds'])} | {first.get('global_step', '–')} | {rate} | {cells} |")
+        steps, gain = first.get("global_step", "–"), _number(first.get("ami_gain"))
+        lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {rate} | {gain} | {cells} |")
     if summary.get("pending"):
         lines += ["", f"Still to train: {', '.join(summary['pending'])}."]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from rich.text import Text
 
 import decar
 from decar._console import print_table
+from decar.evaluate import PRETRAINED
 
 app = typer.Typer(
     name="decar",
@@ -256,9 +257,6 @@ def export_model(
         )
 
 
-PRETRAINED_SPEC = "pretrained"
-"""The model spec of the model bundled with decar (decar.evaluate.models.PRETRAINED, without importing torch)."""
-
 MODEL_SPEC_HELP = (
     "Model: pretrained (the model bundled with decar; `decar evaluate`'s default); a decar checkpoint "
     "(checkpoint.pt or encoder.safetensors); random:CKPT (same architecture, untrained weights; random:pretrained "
@@ -321,7 +319,7 @@ def evaluate_command(
     _setup_logging(verbose)
     if model is not None and embeddings is not None:
         _fail(ValueError("give a model (--model) or precomputed embeddings (--embeddings), not both"))
-    spec = f"embeddings:{embeddings}" if embeddings is not None else model or PRETRAINED_SPEC
+    spec = f"embeddings:{embeddings}" if embeddings is not None else model or PRETRAINED
     try:
         results = evaluate(spec, task, out, protocol=protocol, seeds=seeds, cache_dir=cache_dir, device=device)
     except USER_ERRORS as err:  # TaskError is a ValueError
@@ -391,6 +389,38 @@ def bench_command(
         _fail(err)
     typer.echo(text)
     typer.echo(f"wrote {out / 'bench.md'}, {out / 'bench.json'} and {out / 'bench.png'}")
+
+
+@app.command("shortcuts")
+def shortcuts_command(
+    data: Annotated[Path, typer.Option(help="Audio to measure on: a folder or a list file, e.g. a bench corpus.")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help=MODEL_SPEC_HELP + " Repeat for several.")],
+    clips: Annotated[int, typer.Option(help="Clips drawn from the corpus (1 s centre windows).")] = 1500,
+    max_db: Annotated[float, typer.Option(help="Random gains are uniform in ±max_db.")] = 12.0,
+    seed: Annotated[int, typer.Option(help="Seed of the clips' draw, the gains and the k-means.")] = 0,
+    device: Annotated[str, typer.Option(help="Where the models run: cpu, cuda, mps.")] = "cpu",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Does a model cluster on loudness? Embed corpus clips at random gains, independent of their content, and
+    print the AMI between the embeddings' k-means clusters and the gain (0: blind to it) and the clips' source
+    folder (the content they carry, for scale)."""
+    from decar.evaluate.models import load_eval_model
+    from decar.evaluate.shortcuts import corpus_clips, gain_shortcut
+
+    _setup_logging(verbose)
+    table = Table(title=f"gain shortcut: random gains of ±{max_db:g} dB")
+    for column in ("model", "gain AMI", "source AMI", "clips"):
+        table.add_column(column, no_wrap=True)
+    try:
+        probe = None
+        for spec in model:
+            eval_model = load_eval_model(spec, device)
+            probe = probe or corpus_clips(data, clips, sample_rate=eval_model.sample_rate, seed=seed)
+            result = gain_shortcut(eval_model, probe, max_db=max_db, seed=seed)
+            table.add_row(Text(spec), f"{result.ami_gain:.3f}", f"{result.ami_source:.3f}", str(result.clips))
+    except USER_ERRORS as err:
+        _fail(err)
+    print_table(table)
 
 
 @app.command("ablate")

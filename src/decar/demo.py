@@ -89,8 +89,8 @@ def run_demo(
     which audio it used."""
     from decar.config import load_config
     from decar.embed import bundled_model_path
+    from decar.evaluate import PRETRAINED
     from decar.evaluate.bench import run_bench
-    from decar.evaluate.models import PRETRAINED
     from decar.pretrain import fit
 
     if not minutes > 0:

@@ -40,6 +40,7 @@ import torch
 import decar
 from decar.config import DataConfig, DecarConfig, ModelConfig, load_config
 from decar.embed import AudioEncoder, NoBundledModelError, bundled_model_path
+from decar.evaluate import PRETRAINED
 from decar.evaluate.tasks.base import Clip
 from decar.fingerprint import content_digest, model_fingerprint
 from decar.frontend import FrontendConfig, LogMelSpectrogram, compute_norm_stats
@@ -49,7 +50,7 @@ from decar.moments import RunningMoments
 from decar.tables import read_embeddings
 
 SPEC_FORMS = (
-    "pretrained",
+    PRETRAINED,
     "<checkpoint.pt | encoder.safetensors>",
     "random:<checkpoint.pt | encoder.safetensors | config.yaml | pretrained>",
     "logmel-stats",
@@ -58,9 +59,6 @@ SPEC_FORMS = (
     "embeddings:<decar embed folder | table.npz | table.parquet>",
 )
 """The model specs `load_eval_model` accepts, for help texts and error messages."""
-
-PRETRAINED = "pretrained"
-"""The spec of the model bundled with decar."""
 
 RANDOM_INIT_SEED = 0
 """Seed of the random re-initialisation, so that the random baseline is the same network in every run."""

@@ -180,6 +180,8 @@ def test_each_method_learns_on_generated_audio(method: str, corpus: Path, tmp_pa
     for key in ("nmi_prev", "ami_duration", "ami_level", "assignment_entropy", "share_clustering", "clusters_empty"):
         assert records[-1][key] is not None, key
     assert summary["method"] == method and summary["files_used"] == 64
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert isinstance(saved["ami_gain"], float) and -1 <= saved["ami_gain"] <= 1  # the end-of-run gain check
     if method == "online":  # its EMA teacher embeds downstream, as DINO evaluates its teacher
         state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
         prefix = "teacher.encoder."

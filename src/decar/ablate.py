@@ -9,7 +9,7 @@ The report is rewritten after every run that trains, so a long ablation shows it
 runs still to train are listed). ``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's
 score and the average: the mean over pretraining seeds, their spread, the 95 % interval over test clips and the
 paired-bootstrap mark of the first seed's run against the reference, and the gain-shortcut AMI of each model
-(`decar.evaluate.shortcuts`: how much its embeddings' clusters follow a random gain, cached in
+(`decar.shortcuts`: how much its embeddings' clusters follow a random gain, cached in
 ``OUT/shortcuts.json``).
 """
 
@@ -156,7 +156,7 @@ def measure_shortcuts(specs: list[str], corpus: Path, cache: Path, device: str =
     """The gain-shortcut check of every model spec on clips of the pretraining corpus; a model measured before
     (same spec, same fingerprint) is read from ``cache``, and the corpus is read only when one is new."""
     from decar.evaluate.models import load_eval_model
-    from decar.evaluate.shortcuts import corpus_clips, gain_shortcut
+    from decar.shortcuts import corpus_clips, gain_shortcut
 
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     results: dict[str, dict[str, Any]] = {}
@@ -170,7 +170,8 @@ def measure_shortcuts(specs: list[str], corpus: Path, cache: Path, device: str =
         if clips is None:
             clips = corpus_clips(corpus, sample_rate=model.sample_rate)
         log.info("shortcut check of %s on %d corpus clips", spec, len(clips.waveforms))
-        results[spec] = {"fingerprint": fingerprint, **gain_shortcut(model, clips).to_dict()}
+        model.prepare(clips.waveforms)  # statistics of the clips as they are, before the gains
+        results[spec] = {"fingerprint": fingerprint, **gain_shortcut(model.embed, clips).to_dict()}
         saved[spec] = results[spec]
         atomic_write_text(cache, json.dumps(saved, indent=2) + "\n")
     return results

@@ -405,7 +405,7 @@ def shortcuts_command(
     print the AMI between the embeddings' k-means clusters and the gain (0: blind to it) and the clips' source
     folder (the content they carry, for scale)."""
     from decar.evaluate.models import load_eval_model
-    from decar.evaluate.shortcuts import corpus_clips, gain_shortcut
+    from decar.shortcuts import corpus_clips, gain_shortcut
 
     _setup_logging(verbose)
     table = Table(title=f"gain shortcut: random gains of ±{max_db:g} dB")
@@ -416,7 +416,8 @@ def shortcuts_command(
         for spec in model:
             eval_model = load_eval_model(spec, device)
             probe = probe or corpus_clips(data, clips, sample_rate=eval_model.sample_rate, seed=seed)
-            result = gain_shortcut(eval_model, probe, max_db=max_db, seed=seed)
+            eval_model.prepare(probe.waveforms)  # models that fit statistics fit them before the gains
+            result = gain_shortcut(eval_model.embed, probe, max_db=max_db, seed=seed)
             table.add_row(Text(spec), f"{result.ami_gain:.3f}", f"{result.ami_source:.3f}", str(result.clips))
     except USER_ERRORS as err:
         _fail(err)

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from decar.evaluate.models import EvalModel, load_eval_model
-from decar.evaluate.shortcuts import ProbeClips, corpus_clips, gain_bins, gain_shortcut, random_gains
+from decar.shortcuts import ProbeClips, corpus_clips, gain_bins, gain_shortcut, random_gains
 from decar.testing import SOUND_KINDS, synthetic_clip, write_random_checkpoint, write_synthetic_corpus
 
 SR = 16000
@@ -56,7 +56,7 @@ def test_a_model_that_measures_loudness_is_caught() -> None:
     rng = np.random.default_rng(0)
     t = np.arange(SR) / SR
     tones = [(0.1 * np.sqrt(2) * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)).astype(np.float32) for _ in range(300)]
-    result = gain_shortcut(_LoudnessMeter(), ProbeClips(tones, ["tone"] * 300, SR, skipped=0), max_db=12.0)
+    result = gain_shortcut(_LoudnessMeter().embed, ProbeClips(tones, ["tone"] * 300, SR, skipped=0), max_db=12.0)
     assert result.ami_gain > 0.5 and result.clips == 300
 
 
@@ -64,8 +64,8 @@ def test_a_frontend_that_normalises_each_crop_is_blind_to_gain(clips: ProbeClips
     """v1's frontend divides each crop by its L2 norm; the same random encoder without it follows the gain."""
     blind = write_random_checkpoint(tmp_path / "blind.pt", ["frontend.l2_normalize_waveform=true"])
     seeing = write_random_checkpoint(tmp_path / "seeing.pt", ["frontend.l2_normalize_waveform=false"])
-    blind_result = gain_shortcut(load_eval_model(str(blind)), clips, max_db=20.0)
-    seeing_result = gain_shortcut(load_eval_model(str(seeing)), clips, max_db=20.0)
+    blind_result = gain_shortcut(load_eval_model(str(blind)).embed, clips, max_db=20.0)
+    seeing_result = gain_shortcut(load_eval_model(str(seeing)).embed, clips, max_db=20.0)
     assert abs(blind_result.ami_gain) < 0.03
     assert seeing_result.ami_gain > blind_result.ami_gain + 0.05
     assert blind_result.ami_source > 0.2  # the blind model's clusters still carry the content

@@ -11,6 +11,7 @@ embeddings' clusters and that gain is the model reacting to loudness itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ import torch
 
 from decar.audio import AudioError, list_audio_files, load_audio
 from decar.cluster import ami, kmeans
-from decar.evaluate.models import EvalModel
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +121,23 @@ def cluster_embeddings(embeddings: np.ndarray, clusters: int, seed: int) -> np.n
 
 
 def gain_shortcut(
-    model: EvalModel, clips: ProbeClips, max_db: float = 12.0, bins: int = 10, clusters: int = 32, seed: int = 0
+    embed: Callable[[list[np.ndarray]], np.ndarray],
+    clips: ProbeClips,
+    max_db: float = 12.0,
+    bins: int = 10,
+    clusters: int = 32,
+    seed: int = 0,
 ) -> GainShortcut:
     """Embed every clip at a random gain and measure how much the embeddings' clusters follow that gain.
 
-    Models that fit statistics (random init, BYOL-A) fit them on the clips as they are, before the gains.
+    Args:
+        embed: waveforms at ``clips.sample_rate`` → (N, D) embeddings, e.g. ``decar.load(...).embed`` or an
+            evaluation model's ``embed`` (fit its statistics on ``clips.waveforms`` first).
+        clips: from :func:`corpus_clips`.
     """
-    if model.sample_rate != clips.sample_rate:
-        raise ValueError(f"{model.name} runs at {model.sample_rate} Hz, the clips are at {clips.sample_rate} Hz")
-    model.prepare(clips.waveforms)
     gains = random_gains(len(clips.waveforms), max_db, seed)
     shifted = [wave * np.float32(10 ** (gain / 20)) for wave, gain in zip(clips.waveforms, gains, strict=True)]
-    assignments = cluster_embeddings(model.embed(shifted), clusters, seed)
+    assignments = cluster_embeddings(embed(shifted), clusters, seed)
     return GainShortcut(
         ami_gain=ami(assignments, gain_bins(gains, max_db, bins)),
         ami_source=ami(assignments, np.unique(clips.sources, return_inverse=True)[1]),

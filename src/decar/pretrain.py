@@ -56,6 +56,7 @@ ENCODER_EXPORT_NAME = "encoder.safetensors"
 
 GAIN_CHECK_CLIPS = 1500
 """Corpus clips of the end-of-run gain-shortcut check (about 30 s on 2 CPU cores for a d = 512 encoder)."""
+
 STATS_MAX_FILES = 2000
 SHORTCUT_BINS = 10
 SHORTCUT_EDGE_SAMPLE = 100_000

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from decar.audio import AudioError, list_audio_files, load_audio
+from decar.audio import AudioError, audio_info, list_audio_files, load_audio
 from decar.cluster import ami, kmeans
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,21 @@ def corpus_clips(
     skipped = 0
     for index in order:
         path = files[int(index)]
-        try:
-            wave = load_audio(path, sample_rate)
+        try:  # only the centre window is decoded: an hour-long file costs one window
+            duration = audio_info(path).duration_s
+            if duration < seconds:
+                skipped += 1
+                continue
+            wave = load_audio(path, sample_rate, offset_s=(duration - seconds) / 2, duration_s=seconds)
         except AudioError as err:
             log.debug("shortcut clips: skipped %s", err)
             skipped += 1
             continue
-        if len(wave) < length or np.abs(wave).max() < SILENT_PEAK:
+        if np.abs(wave).max() < SILENT_PEAK:
             skipped += 1
             continue
-        start = (len(wave) - length) // 2
-        waveforms.append(np.ascontiguousarray(wave[start : start + length], dtype=np.float32))
+        wave = np.pad(wave[:length], (0, max(0, length - len(wave))))  # resampling may round off a sample
+        waveforms.append(np.ascontiguousarray(wave, dtype=np.float32))
         sources.append(str(path.parent.relative_to(root)) if path.is_relative_to(root) else str(path.parent))
         if len(waveforms) == count:
             break

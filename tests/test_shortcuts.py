@@ -61,7 +61,7 @@ def test_a_model_that_measures_loudness_is_caught() -> None:
 
 
 def test_a_frontend_that_normalises_each_crop_is_blind_to_gain(clips: ProbeClips, tmp_path: Path) -> None:
-    """v1's frontend divides each crop by its L2 norm; the same random encoder without it follows the gain."""
+    """The paper's v1 frontend divides each crop by its L2 norm; the same random encoder without it follows the gain."""
     blind = write_random_checkpoint(tmp_path / "blind.pt", ["frontend.l2_normalize_waveform=true"])
     seeing = write_random_checkpoint(tmp_path / "seeing.pt", ["frontend.l2_normalize_waveform=false"])
     blind_result = gain_shortcut(load_eval_model(str(blind)).embed, clips, max_db=20.0)

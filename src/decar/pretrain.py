@@ -332,21 +332,23 @@ class Trainer:
 
     def _gain_shortcut(self) -> float | None:
         """The loudness shortcut measured by intervention on the exported encoder (`decar.shortcuts`): the
-        logged ami_level cannot tell it from content, since a clip's level goes with what it is. None when the
-        corpus is tar shards or has too few files of a crop's length."""
+        logged ami_level cannot tell it from content, since a clip's level goes with what it is. The clips are
+        drawn as `decar shortcuts` and `decar ablate` draw them (1 s windows, seeded by the run's seed), so the
+        three report the same number for one model. None when the corpus is tar shards or has too few files of
+        a second or more."""
         from decar.embed import load
 
         if is_shard_folder(self.data):
             log.info("no gain-shortcut check on shards; run `decar shortcuts` on the source files")
             return None
-        fe = self.cfg.frontend
+        rate, seed = self.cfg.frontend.sample_rate, self.cfg.seed
         try:
-            clips = corpus_clips(self.data, GAIN_CHECK_CLIPS, self.cfg.data.crop_seconds, fe.sample_rate, self.cfg.seed)
+            clips = corpus_clips(self.data, GAIN_CHECK_CLIPS, sample_rate=rate, seed=seed)
         except ValueError as err:
             log.warning("no gain-shortcut check: %s", err)
             return None
         encoder = load(self.out_dir / ENCODER_EXPORT_NAME, device=self.device)
-        return gain_shortcut(lambda waves: encoder.embed(waves, batch_size=64), clips, seed=self.cfg.seed).ami_gain
+        return gain_shortcut(lambda waves: encoder.embed(waves, batch_size=64), clips, seed=seed).ami_gain
 
     def _run_epoch(self) -> None:
         state = self.state

@@ -123,6 +123,7 @@ def paper_settings() -> dict[str, Any]:
             "center": False,  # TensorFlow-style framing, no padding
             "window": "hann",
             "l2_normalize_waveform": True,  # §1a: the waveform was L2-normalised before feature extraction
+            "rms_normalize_waveform": False,
         },
         "augment": {
             "specaugment": {  # §1a: time warp W=5, 2 frequency masks F=30, 2 time masks T=40, mean fill

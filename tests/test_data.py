@@ -1,7 +1,9 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from decar.data import AudioCrops, BatchCollator, cap_per_folder, scan_files
@@ -64,6 +66,25 @@ def test_short_files_can_be_tiled_instead_and_keep_their_own_level(tmp_path: Pat
     assert tiled.level == pytest.approx(padded.level) == pytest.approx(float(own.mean()), abs=1e-5)
     batch = BatchCollator(FrontendConfig())([tiled, padded])
     assert batch.levels.tolist() == pytest.approx([tiled.level, padded.level])
+
+
+@pytest.mark.parametrize(
+    ("frontend", "louder"), [({"rms_normalize_waveform": True}, False), ({"l2_normalize_waveform": True}, True)]
+)
+def test_rms_normalised_crops_have_one_level_at_every_length(tmp_path: Path, frontend: dict, louder: bool) -> None:
+    """Dividing a crop by its L2 norm makes a short clip, tiled to the crop length, louder than a long one of the
+    same sound: a duration shortcut. Dividing by the RMS does not."""
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    sf.write(tmp_path / "short.wav", tone[:4000], 16000)
+    sf.write(tmp_path / "long.wav", tone, 16000)
+    crops = AudioCrops(
+        [tmp_path / "short.wav", tmp_path / "long.wav"], FrontendConfig(**frontend), 0.96, pad_mode="tile"
+    )
+    short, long = crops[(0, 0)], crops[(1, 0)]
+    assert short.logmel.shape == long.logmel.shape
+    gap = float(short.logmel.mean() - long.logmel.mean())
+    # L2: the 0.25 s clip is divided by a norm sqrt(15600 / 4000) times smaller, log(1.97) = 0.68 louder.
+    assert gap > 0.5 if louder else abs(gap) < 0.05
 
 
 def test_bad_files_are_reported_not_raised(tmp_path: Path, files: list[Path]) -> None:

@@ -144,7 +144,10 @@ def test_short_input_equals_zero_padded_input() -> None:
     torch.testing.assert_close(frontend(short), frontend(padded))
 
 
-@pytest.mark.parametrize("cfg", [FrontendConfig(), BYOLA, FrontendConfig(l2_normalize_waveform=True)])
+@pytest.mark.parametrize(
+    "cfg",
+    [FrontendConfig(), BYOLA, FrontendConfig(l2_normalize_waveform=True), FrontendConfig(rms_normalize_waveform=True)],
+)
 def test_batch_equals_per_item_and_is_deterministic(cfg: FrontendConfig) -> None:
     frontend = LogMelSpectrogram(cfg)
     batch = torch.randn(3, 8000, generator=torch.Generator().manual_seed(2))
@@ -159,6 +162,29 @@ def test_l2_normalisation_makes_output_gain_invariant() -> None:
     waveform = torch.randn(1, 4000, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(frontend(waveform), frontend(7.5 * waveform), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(LogMelSpectrogram()(waveform), LogMelSpectrogram()(7.5 * waveform))
+
+
+def test_rms_normalisation_is_blind_to_gain_and_to_length() -> None:
+    """A signal repeated 4 times has the frames of the signal once, at any gain; L2 normalisation makes it quieter."""
+    once = torch.randn(1, 4000, generator=torch.Generator().manual_seed(3))  # 25 hops: repeats stay frame-aligned
+    four = once.repeat(1, 4)
+    rms = LogMelSpectrogram(FrontendConfig(rms_normalize_waveform=True))
+    frames = rms(once).shape[2]
+    torch.testing.assert_close(rms(0.05 * four)[:, :, :frames], rms(once), rtol=1e-4, atol=1e-4)
+    l2 = LogMelSpectrogram(FrontendConfig(l2_normalize_waveform=True))
+    gap = (l2(once) - l2(four)[:, :, :frames]).mean()
+    assert float(gap) == pytest.approx(math.log(2.0), abs=1e-3)  # magnitude divided by a norm 2x larger
+
+
+def test_rms_normalisation_does_not_amplify_near_silence() -> None:
+    quiet = 1e-7 * torch.randn(1, 4000, generator=torch.Generator().manual_seed(4))
+    rms = LogMelSpectrogram(FrontendConfig(rms_normalize_waveform=True))
+    assert float(rms(quiet).mean()) < float(rms(1e4 * quiet).mean()) - 5
+
+
+def test_one_waveform_normalisation_at_a_time() -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        FrontendConfig(l2_normalize_waveform=True, rms_normalize_waveform=True).validate()
 
 
 def test_norm_stats_of_known_data() -> None:

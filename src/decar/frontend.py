@@ -24,6 +24,9 @@ MEL_SCALES = ("htk", "slaney")
 FILTERBANKS = ("tf", "librosa")
 LOG_MODES = ("clip", "offset")
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
+WAVEFORM_RMS_FLOOR = 1e-4
+"""`rms_normalize_waveform` divides by at least this (-80 dBFS), so digital near-silence is not amplified to
+full level."""
 
 
 @dataclass
@@ -47,7 +50,11 @@ class FrontendConfig:
         center: False: TF-style frames ``1 + (T - win_length) // hop_length``; True: reflect-pad n_fft // 2 on
             both sides like torch.stft, giving ``1 + T // hop_length`` frames.
         window: Periodic window function, "hann" or "hamming".
-        l2_normalize_waveform: Divide each waveform by its L2 norm first (DECAR paper v1).
+        l2_normalize_waveform: Divide each waveform by its L2 norm first (DECAR paper v1). The level this leaves
+            depends on the length: a crop cut short and tiled, or an embedding window longer than the training
+            crops, comes out louder or quieter than the crops the encoder learned from.
+        rms_normalize_waveform: Divide each waveform by its RMS first (at least WAVEFORM_RMS_FLOOR): gain-blind
+            like ``l2_normalize_waveform``, and the same level at every length. decar's own choice.
     """
 
     sample_rate: int = 16000
@@ -65,6 +72,7 @@ class FrontendConfig:
     center: bool = False
     window: str = "hann"
     l2_normalize_waveform: bool = False
+    rms_normalize_waveform: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first impossible setting, empty mel bands included."""
@@ -85,6 +93,8 @@ class FrontendConfig:
             raise ValueError(f"FrontendConfig.power must be > 0 (1 magnitude, 2 power), got {self.power}")
         if not (math.isfinite(self.log_floor) and self.log_floor > 0):
             raise ValueError(f"FrontendConfig.log_floor must be > 0, got {self.log_floor}")
+        if self.l2_normalize_waveform and self.rms_normalize_waveform:
+            raise ValueError("FrontendConfig: choose one of l2_normalize_waveform and rms_normalize_waveform")
         choices = {
             "mel_scale": MEL_SCALES,
             "filterbank": FILTERBANKS,
@@ -276,6 +286,8 @@ class LogMelSpectrogram(nn.Module):
         with torch.autocast(device_type=batch.device.type, enabled=False):
             if cfg.l2_normalize_waveform:
                 batch = batch / batch.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(batch.dtype).tiny)
+            elif cfg.rms_normalize_waveform:
+                batch = batch / batch.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(WAVEFORM_RMS_FLOOR)
             spectrum = torch.stft(
                 self._frame_ready(batch),
                 n_fft=cfg.n_fft,

@@ -94,11 +94,13 @@ def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tm
         assert row["seeds"] == [0, 1] and row["scores"]["average"]["std_over_seeds"] is not None
         assert [run["global_step"] > 0 and run["clips_per_s"] > 0 for run in row["training"]] == [True, True]
     assert "| reference |" in text and (tmp_path / "ablations.png").stat().st_size > 0
-    gains = [
-        report["reference"]["ami_gain"],
-        *(r["ami_gain"] for c in report["configs"].values() for r in c["training"]),
+    checks = [report["reference"][key] for key in ("ami_gain", "ami_cut")] + [
+        r[key] for c in report["configs"].values() for r in c["training"] for key in ("ami_gain", "ami_cut")
     ]
-    assert all(isinstance(gain, float) and -1 <= gain <= 1 for gain in gains) and "gain AMI" in text
+    assert all(isinstance(value, float) and -1 <= value <= 1 for value in checks)
+    assert "gain AMI" in text and "cut AMI" in text
+    saved = json.loads((tmp_path / "shortcuts.json").read_text())
+    assert {entry["pad_mode"] for entry in saved.values()} == {"silence", "tile"}  # tiny pads, tiny_v2 tiles
     first = {
         str(p): p.stat().st_mtime_ns for p in [*tmp_path.glob("runs/*/*/checkpoint.pt"), tmp_path / "shortcuts.json"]
     }

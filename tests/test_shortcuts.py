@@ -9,7 +9,16 @@ import pytest
 import soundfile as sf
 
 from decar.evaluate.models import EvalModel, load_eval_model
-from decar.shortcuts import ProbeClips, corpus_clips, gain_bins, gain_shortcut, random_gains
+from decar.shortcuts import (
+    ProbeClips,
+    corpus_clips,
+    cut_to_crop,
+    duration_shortcut,
+    equal_bins,
+    gain_shortcut,
+    random_gains,
+    random_lengths,
+)
 from decar.testing import SOUND_KINDS, synthetic_clip, write_random_checkpoint, write_synthetic_corpus
 
 SR = 16000
@@ -45,7 +54,7 @@ def test_gains_are_uniform_in_the_range_and_binned_evenly() -> None:
     gains = random_gains(20_000, 12.0, seed=3)
     assert gains.min() >= -12 and gains.max() <= 12
     np.testing.assert_array_equal(gains, random_gains(20_000, 12.0, seed=3))
-    counts = np.bincount(gain_bins(gains, 12.0, 10), minlength=10)
+    counts = np.bincount(equal_bins(gains, -12.0, 12.0, 10), minlength=10)
     assert len(counts) == 10 and counts.min() > 0.9 * counts.mean()
     with pytest.raises(ValueError, match="max_db must be positive"):
         random_gains(3, 0.0, seed=0)
@@ -53,11 +62,46 @@ def test_gains_are_uniform_in_the_range_and_binned_evenly() -> None:
 
 def test_a_model_that_measures_loudness_is_caught() -> None:
     """Tones of one level: the random gain is their only loudness difference, and the meter's clusters follow it."""
+    result = gain_shortcut(_LoudnessMeter().embed, _tones(300), max_db=12.0)
+    assert result.ami_gain > 0.5 and result.clips == 300
+
+
+def _tones(count: int) -> ProbeClips:
+    """Tones of one level and random pitch: loudness and length are the only things a meter could follow."""
     rng = np.random.default_rng(0)
     t = np.arange(SR) / SR
-    tones = [(0.1 * np.sqrt(2) * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)).astype(np.float32) for _ in range(300)]
-    result = gain_shortcut(_LoudnessMeter().embed, ProbeClips(tones, ["tone"] * 300, SR, skipped=0), max_db=12.0)
-    assert result.ami_gain > 0.5 and result.clips == 300
+    waves = [(0.1 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)).astype(np.float32) for _ in range(count)]
+    return ProbeClips(waves, ["tone"] * count, SR, skipped=0)
+
+
+def test_cut_clips_are_tiled_or_padded_with_silence_to_the_crop() -> None:
+    wave = np.arange(1, 11, dtype=np.float32)
+    np.testing.assert_array_equal(cut_to_crop(wave, 3, 8, "tile"), [1, 2, 3, 1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(cut_to_crop(wave, 3, 8, "silence"), [1, 2, 3, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(cut_to_crop(wave, 9, 8, "silence"), wave[:8])
+    with pytest.raises(ValueError, match="tile or silence"):
+        cut_to_crop(wave, 3, 8, "reflect")
+
+
+def test_cut_lengths_are_uniform_and_drawn_apart_from_the_gains() -> None:
+    lengths = random_lengths(20_000, 0.1, 0.96, seed=3)
+    assert lengths.min() >= 0.1 and lengths.max() <= 0.96
+    counts = np.bincount(equal_bins(lengths, 0.1, 0.96, 10), minlength=10)
+    assert len(counts) == 10 and counts.min() > 0.9 * counts.mean()
+    assert abs(np.corrcoef(lengths, random_gains(20_000, 12.0, seed=3))[0, 1]) < 0.03
+    with pytest.raises(ValueError, match="min_seconds < max_seconds"):
+        random_lengths(3, 0.5, 0.5, seed=0)
+
+
+def test_padding_with_silence_shows_the_cut_length_and_tiling_hides_it() -> None:
+    """Silence after a cut lowers the crop's RMS in proportion to the cut; tiling a tone keeps its RMS."""
+    tones = _tones(300)
+    silence = duration_shortcut(_LoudnessMeter().embed, tones, crop_seconds=0.96, pad_mode="silence")
+    tiled = duration_shortcut(_LoudnessMeter().embed, tones, crop_seconds=0.96, pad_mode="tile")
+    assert silence.ami_cut > 0.5 and abs(tiled.ami_cut) < 0.05
+    assert (silence.pad_mode, silence.clips, silence.crop_seconds) == ("silence", 300, 0.96)
+    with pytest.raises(ValueError, match="longer than the clips"):
+        duration_shortcut(_LoudnessMeter().embed, tones, crop_seconds=2.0)
 
 
 def test_a_frontend_that_normalises_each_crop_is_blind_to_gain(clips: ProbeClips, tmp_path: Path) -> None:
@@ -96,6 +140,9 @@ def test_cli_prints_a_row_per_model_and_bad_input_in_one_line(tmp_path: Path) ->
     args = ["shortcuts", "--data", str(tmp_path / "corpus"), "-m", str(checkpoint), "-m", "logmel-stats"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "gain AMI" in result.output and "logmel-stats" in result.output and str(checkpoint) in result.output
+    assert "gain AMI" in result.output and "cut AMI" in result.output
+    assert "logmel-stats" in result.output and str(checkpoint) in result.output
+    result = CliRunner().invoke(app, [*args, "--pad-mode", "reflect"])
+    assert result.exit_code == 2 and "tile or silence" in result.stderr
     result = CliRunner().invoke(app, ["shortcuts", "--data", str(tmp_path / "missing"), "-m", "logmel-stats"])
     assert result.exit_code == 2 and "missing" in result.stderr and "Traceback" not in result.output

@@ -8,9 +8,9 @@ one shared embedding cache) against a reference, by default the first config's a
 The report is rewritten after every run that trains, so a long ablation shows its results as it goes (the
 runs still to train are listed). ``OUT/ablations.md`` / ``.json`` / ``.png`` give, per config, each task's
 score and the average: the mean over pretraining seeds, their spread, the 95 % interval over test clips and the
-paired-bootstrap mark of the first seed's run against the reference, and the gain-shortcut AMI of each model
-(`decar.shortcuts`: how much its embeddings' clusters follow a random gain, cached in
-``OUT/shortcuts.json``).
+paired-bootstrap mark of the first seed's run against the reference, and the shortcut checks of each model
+(`decar.shortcuts`: how much its embeddings' clusters follow a random gain and a random cut length, the cut
+clips brought back to the config's crop with its pad policy; cached in ``OUT/shortcuts.json``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,11 @@ def run_ablations(
         """Probe the runs trained so far (finished evaluations are reused) and write the report."""
         specs = [reference, *(str(run.checkpoint) for run in trained)]
         run_bench(bench_dir, specs, Path(out_dir) / "bench", ("linear",), probe_seeds, None, cache_dir, device)
-        shortcuts = measure_shortcuts(specs, corpus, Path(out_dir) / "shortcuts.json", device)
+        policies = {
+            reference: crop_policy(runs[0].config),
+            **{str(r.checkpoint): crop_policy(r.config) for r in trained},
+        }
+        shortcuts = measure_shortcuts(specs, corpus, Path(out_dir) / "shortcuts.json", device, policies)
         bench_json = json.loads((Path(out_dir) / "bench" / "bench.json").read_text())
         summary = summarise(bench_json, trained, budget_minutes, shortcuts)
         summary["pending"] = [f"{run.name} seed {run.seed}" for run in runs[len(trained) :]]
@@ -152,26 +156,54 @@ def _finished(run: AblationRun, budget_minutes: float) -> bool:
     return saved.get("time_budget_minutes") == budget_minutes
 
 
-def measure_shortcuts(specs: list[str], corpus: Path, cache: Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
-    """The gain-shortcut check of every model spec on clips of the pretraining corpus; a model measured before
-    (same spec, same fingerprint) is read from ``cache``, and the corpus is read only when one is new."""
+def crop_policy(config: Path) -> tuple[float, str]:
+    """(crop seconds, pad mode) of a config: how its pretraining brings a short clip to the crop."""
+    cfg = load_config(config)
+    return cfg.data.crop_seconds, cfg.data.pad_mode
+
+
+def measure_shortcuts(
+    specs: list[str],
+    corpus: Path,
+    cache: Path,
+    device: str = "cpu",
+    policies: dict[str, tuple[float, str]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The shortcut checks of every model spec on clips of the pretraining corpus, each with its crop policy
+    from ``policies`` (default: 0.96 s, tiled); a model measured before (same spec, fingerprint and policy) is
+    read from ``cache``, and the corpus is read only when one is new."""
     from decar.evaluate.models import load_eval_model
-    from decar.shortcuts import corpus_clips, gain_shortcut
+    from decar.shortcuts import check_shortcuts, clip_seconds, corpus_clips
 
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     results: dict[str, dict[str, Any]] = {}
-    clips = None
+    clips_by_seconds: dict[float, Any] = {}
     for spec in specs:
+        crop, pad_mode = (policies or {}).get(spec, (0.96, "tile"))
         model = load_eval_model(spec, device)
         fingerprint = model.fingerprint  # before `prepare` fits any statistics on the clips
-        if saved.get(spec, {}).get("fingerprint") == fingerprint:
-            results[spec] = saved[spec]
+        known = saved.get(spec, {})
+        if (known.get("fingerprint"), known.get("crop_seconds"), known.get("pad_mode")) == (
+            fingerprint,
+            crop,
+            pad_mode,
+        ):
+            results[spec] = known
             continue
+        seconds = clip_seconds(crop)
+        if seconds not in clips_by_seconds:
+            try:
+                clips_by_seconds[seconds] = corpus_clips(corpus, seconds=seconds, sample_rate=model.sample_rate)
+            except ValueError as err:  # e.g. crops of 10 s on a corpus of short clips: a gap in the table
+                log.warning("no shortcut checks of %s: %s", spec, err)
+                clips_by_seconds[seconds] = None
+        clips = clips_by_seconds[seconds]
         if clips is None:
-            clips = corpus_clips(corpus, sample_rate=model.sample_rate)
-        log.info("shortcut check of %s on %d corpus clips", spec, len(clips.waveforms))
-        model.prepare(clips.waveforms)  # statistics of the clips as they are, before the gains
-        results[spec] = {"fingerprint": fingerprint, **gain_shortcut(model.embed, clips).to_dict()}
+            results[spec] = {}
+            continue
+        log.info("shortcut checks of %s on %d corpus clips", spec, len(clips.waveforms))
+        model.prepare(clips.waveforms)  # statistics of the clips as they are, before the interventions
+        results[spec] = {"fingerprint": fingerprint, **check_shortcuts(model.embed, clips, crop, pad_mode)}
         saved[spec] = results[spec]
         atomic_write_text(cache, json.dumps(saved, indent=2) + "\n")
     return results
@@ -215,7 +247,8 @@ def summarise(
         summary = json.loads((run.folder / "summary.json").read_text())
         keys = ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")
         training = {key: summary.get(key) for key in keys}
-        training["ami_gain"] = shortcuts.get(str(run.checkpoint), {}).get("ami_gain")
+        checks = shortcuts.get(str(run.checkpoint), {})
+        training["ami_gain"], training["ami_cut"] = checks.get("ami_gain"), checks.get("ami_cut")
         table[run.name]["training"].append(training)
     return {
         "budget_minutes": budget_minutes,
@@ -223,6 +256,7 @@ def summarise(
             "spec": reference["spec"],
             "scores": {**reference["tasks"], "average": reference["average"]},
             "ami_gain": shortcuts.get(reference["spec"], {}).get("ami_gain"),
+            "ami_cut": shortcuts.get(reference["spec"], {}).get("ami_cut"),
         },
         "tasks": tasks,
         "configs": table,
@@ -251,11 +285,15 @@ def _markdown(summary: dict[str, Any]) -> str:
         "paired bootstrap. steps and clips/s: what the first seed's run did within the budget (clips/s over the "
         "last epoch, clustering included); equal budgets are comparable only where the machine ran at one speed. "
         "gain AMI: how much the k-means clusters of the first seed's embeddings follow a random gain of ±12 dB "
-        "put on corpus clips independently of their content (0: blind to loudness; the level shortcut).",
+        "put on corpus clips independently of their content (0: blind to loudness; the level shortcut). "
+        "cut AMI: the same with each clip cut to a random length of 0.1 s to the crop and brought back to the "
+        "crop as the config's pretraining does (tiled or padded with silence; the duration shortcut; cutting "
+        "also removes content, so compare with the reference).",
         "",
-        "| config | seeds | steps | clips/s | gain AMI | " + " | ".join(tasks) + " |",
-        "|---|---|---|---|---|" + "---|" * len(tasks),
+        "| config | seeds | steps | clips/s | gain AMI | cut AMI | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(tasks),
         f"| reference | – | – | – | {_number(summary['reference'].get('ami_gain'))} | "
+        f"{_number(summary['reference'].get('ami_cut'))} | "
         + " | ".join(f"{summary['reference']['scores'][t]['mean']:.3f}" for t in tasks)
         + " |",
     ]
@@ -264,8 +302,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         cells = " | ".join(_cell(row["scores"][task]) for task in tasks)
         first = row["training"][0]
         rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
-        steps, gain = first.get("global_step", "–"), _number(first.get("ami_gain"))
-        lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {rate} | {gain} | {cells} |")
+        steps, gain, cut = first.get("global_step", "–"), _number(first.get("ami_gain")), _number(first.get("ami_cut"))
+        lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {rate} | {gain} | {cut} | {cells} |")
     if summary.get("pending"):
         lines += ["", f"Still to train: {', '.join(summary['pending'])}."]
     return "\n".join(lines) + "\n"

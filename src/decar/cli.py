@@ -395,30 +395,38 @@ def bench_command(
 def shortcuts_command(
     data: Annotated[Path, typer.Option(help="Audio to measure on: a folder or a list file, e.g. a bench corpus.")],
     model: Annotated[list[str], typer.Option("--model", "-m", help=MODEL_SPEC_HELP + " Repeat for several.")],
-    clips: Annotated[int, typer.Option(help="Clips drawn from the corpus (1 s centre windows).")] = 1500,
+    clips: Annotated[int, typer.Option(help="Clips drawn from the corpus (centre windows of 1 s or the crop).")] = 1500,
     max_db: Annotated[float, typer.Option(help="Random gains are uniform in ±max_db.")] = 12.0,
-    seed: Annotated[int, typer.Option(help="Seed of the clips' draw, the gains and the k-means.")] = 0,
+    crop_seconds: Annotated[float, typer.Option(help="Crop the cut clips are brought back to.")] = 0.96,
+    pad_mode: Annotated[str, typer.Option(help="How a cut clip is brought back: tile or silence.")] = "tile",
+    seed: Annotated[int, typer.Option(help="Seed of the clips' draw, the gains, the cuts and the k-means.")] = 0,
     device: Annotated[str, typer.Option(help="Where the models run: cpu, cuda, mps.")] = "cpu",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Does a model cluster on loudness? Embed corpus clips at random gains, independent of their content, and
-    print the AMI between the embeddings' k-means clusters and the gain (0: blind to it) and the clips' source
-    folder (the content they carry, for scale)."""
+    """Does a model cluster on loudness or on duration? Embed corpus clips at random gains, and cut to random
+    lengths then brought back to the crop (tiled or padded with silence), both independent of their content, and
+    print the AMI between the embeddings' k-means clusters and the gain or the cut length (0: blind to it) and
+    the clips' source folder (the content they carry, for scale)."""
     from decar.evaluate.models import load_eval_model
-    from decar.shortcuts import corpus_clips, gain_shortcut
+    from decar.shortcuts import check_shortcuts, clip_seconds, corpus_clips
 
     _setup_logging(verbose)
-    table = Table(title=f"gain shortcut: random gains of ±{max_db:g} dB")
-    for column in ("model", "gain AMI", "source AMI", "clips"):
+    title = f"shortcuts: gains of ±{max_db:g} dB; cuts of 0.1-{crop_seconds:g} s, {pad_mode}"
+    table = Table(title=title)
+    for column in ("model", "gain AMI", "cut AMI", "source AMI", "clips"):
         table.add_column(column, no_wrap=True)
     try:
+        if pad_mode not in ("tile", "silence"):
+            raise ValueError(f"--pad-mode must be tile or silence, got {pad_mode!r}")
         probe = None
         for spec in model:
             eval_model = load_eval_model(spec, device)
-            probe = probe or corpus_clips(data, clips, sample_rate=eval_model.sample_rate, seed=seed)
-            eval_model.prepare(probe.waveforms)  # models that fit statistics fit them before the gains
-            result = gain_shortcut(eval_model.embed, probe, max_db=max_db, seed=seed)
-            table.add_row(Text(spec), f"{result.ami_gain:.3f}", f"{result.ami_source:.3f}", str(result.clips))
+            seconds = clip_seconds(crop_seconds)
+            probe = probe or corpus_clips(data, clips, seconds, eval_model.sample_rate, seed)
+            eval_model.prepare(probe.waveforms)  # models that fit statistics fit them before the interventions
+            result = check_shortcuts(eval_model.embed, probe, crop_seconds, pad_mode, seed, max_db)
+            cells = (f"{result[key]:.3f}" for key in ("ami_gain", "ami_cut", "ami_source"))
+            table.add_row(Text(spec), *cells, str(result["clips"]))
     except USER_ERRORS as err:
         _fail(err)
     print_table(table)

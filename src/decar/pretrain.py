@@ -47,15 +47,15 @@ from decar.optim import Lars
 from decar.plots import plot_training_curves
 from decar.schedules import learning_rates
 from decar.shards import ShardFeed, is_shard_folder
-from decar.shortcuts import corpus_clips, gain_shortcut
+from decar.shortcuts import check_shortcuts, clip_seconds, corpus_clips
 
 log = logging.getLogger("decar.pretrain")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ENCODER_EXPORT_NAME = "encoder.safetensors"
 
-GAIN_CHECK_CLIPS = 1500
-"""Corpus clips of the end-of-run gain-shortcut check (about 30 s on 2 CPU cores for a d = 512 encoder)."""
+SHORTCUT_CHECK_CLIPS = 1500
+"""Corpus clips of the end-of-run shortcut checks (about a minute on 2 CPU cores for a d = 512 encoder)."""
 
 STATS_MAX_FILES = 2000
 SHORTCUT_BINS = 10
@@ -326,29 +326,33 @@ class Trainer:
         summary = self._summary(time.perf_counter() - start)
         if self.info.is_main:
             export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
-            summary["ami_gain"] = self._gain_shortcut()
+            summary.update(self._shortcut_checks())
             atomic_write_text(self.out_dir / "summary.json", _json(summary))
         return summary
 
-    def _gain_shortcut(self) -> float | None:
-        """The loudness shortcut measured by intervention on the exported encoder (`decar.shortcuts`): the
-        logged ami_level cannot tell it from content, since a clip's level goes with what it is. The clips are
-        drawn as `decar shortcuts` and `decar ablate` draw them (1 s windows, seeded by the run's seed), so the
-        three report the same number for one model. None when the corpus is tar shards or has too few files of
-        a second or more."""
+    def _shortcut_checks(self) -> dict[str, float | None]:
+        """Loudness and duration shortcuts measured by intervention on the exported encoder (`decar.shortcuts`):
+        the logged ami_level and ami_duration cannot tell them from content, since a clip's level and length go
+        with what it is. The clips are drawn as `decar shortcuts` and `decar ablate` draw them (seeded by the
+        run's seed), and the cut clips are brought back to this run's crop with its pad policy, so the three
+        report the same numbers for one model. None when the corpus is tar shards or has too few long files."""
         from decar.embed import load
 
+        unmeasured: dict[str, float | None] = {"ami_gain": None, "ami_cut": None}
         if is_shard_folder(self.data):
-            log.info("no gain-shortcut check on shards; run `decar shortcuts` on the source files")
-            return None
-        rate, seed = self.cfg.frontend.sample_rate, self.cfg.seed
+            log.info("no shortcut checks on shards; run `decar shortcuts` on the source files")
+            return unmeasured
+        rate, seed, crop = self.cfg.frontend.sample_rate, self.cfg.seed, self.cfg.data.crop_seconds
         try:
-            clips = corpus_clips(self.data, GAIN_CHECK_CLIPS, sample_rate=rate, seed=seed)
+            clips = corpus_clips(self.data, SHORTCUT_CHECK_CLIPS, clip_seconds(crop), rate, seed)
         except ValueError as err:
-            log.warning("no gain-shortcut check: %s", err)
-            return None
+            log.warning("no shortcut checks: %s", err)
+            return unmeasured
         encoder = load(self.out_dir / ENCODER_EXPORT_NAME, device=self.device)
-        return gain_shortcut(lambda waves: encoder.embed(waves, batch_size=64), clips, seed=seed).ami_gain
+        result = check_shortcuts(
+            lambda waves: encoder.embed(waves, batch_size=64), clips, crop, self.cfg.data.pad_mode, seed
+        )
+        return {"ami_gain": result["ami_gain"], "ami_cut": result["ami_cut"]}
 
     def _run_epoch(self) -> None:
         state = self.state
@@ -703,6 +707,7 @@ class Trainer:
             "ami_duration": last.get("ami_duration"),
             "ami_level": last.get("ami_level"),
             "ami_gain": None,
+            "ami_cut": None,
             "files_used": last.get("files_used"),
             "files_skipped": len(self.state.bad_files),
             "skipped": dict(sorted(self.state.bad_files.items())),

@@ -6,6 +6,11 @@ content (a drum hit is louder than a page turn), so that number cannot tell a sh
 whose frontend divides every crop by its L2 norm, and so never sees the gain, still logs a level AMI of 0.12 on
 the bench corpus. Here each clip gets a random gain drawn independently of what it is; any mutual information
 between the embeddings' clusters and that gain is the model reacting to loudness itself.
+
+Duration is checked the same way: each clip is cut to a random length and brought back to the crop length as
+pretraining brings a short clip to it (tiled or followed by silence), and the clusters are compared with the cut
+length. The logged duration AMI has the same confound as the level: on the bench corpus no clip is shorter
+than a crop, so nothing is ever padded, and a clip's duration says which package it came from.
 """
 
 from __future__ import annotations
@@ -61,6 +66,33 @@ class GainShortcut:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DurationShortcut:
+    """How much the embeddings' clusters follow a random cut length, with their content AMI for scale.
+
+    Attributes:
+        ami_cut: AMI between k-means clusters of the embeddings of the cut clips and the cut length's bin; 0 for
+            a model that does not see how much of a crop is tiled or silent.
+        ami_source: AMI between the same clusters and each clip's source folder.
+        clips: clips measured.
+        pad_mode: how a cut clip was brought back to the crop: "tile" or "silence".
+        min_seconds: cut lengths were uniform in [min_seconds, crop_seconds].
+        crop_seconds: the crop length.
+        clusters: k of the k-means.
+    """
+
+    ami_cut: float
+    ami_source: float
+    clips: int
+    pad_mode: str
+    min_seconds: float
+    crop_seconds: float
+    clusters: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def corpus_clips(
     source: str | Path, count: int = 1500, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0
 ) -> ProbeClips:
@@ -110,10 +142,29 @@ def random_gains(count: int, max_db: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-max_db, max_db, count)
 
 
-def gain_bins(gains_db: np.ndarray, max_db: float, bins: int) -> np.ndarray:
-    """Equal-width bins of the gain range, the labels the clusters are compared with."""
-    edges = np.linspace(-max_db, max_db, bins + 1)[1:-1]
-    return np.digitize(gains_db, edges)
+def random_lengths(count: int, min_seconds: float, max_seconds: float, seed: int) -> np.ndarray:
+    """Cut lengths in seconds, uniform in [min_seconds, max_seconds], from a stream of their own: independent of
+    the clips' content and of the gains drawn with the same seed."""
+    if not 0 < min_seconds < max_seconds:
+        raise ValueError(f"cut lengths need 0 < min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
+    return np.random.default_rng([seed, 1]).uniform(min_seconds, max_seconds, count)
+
+
+def equal_bins(values: np.ndarray, low: float, high: float, bins: int) -> np.ndarray:
+    """Equal-width bins of [low, high], the labels the clusters are compared with."""
+    return np.digitize(values, np.linspace(low, high, bins + 1)[1:-1])
+
+
+def cut_to_crop(wave: np.ndarray, keep: int, crop: int, pad_mode: str) -> np.ndarray:
+    """The first ``keep`` samples of ``wave`` brought to ``crop`` samples as pretraining brings a short clip to
+    its crop: repeated ("tile"; pretraining repeats log-mel frames, here samples, the same but at the seams) or
+    followed by silence ("silence")."""
+    cut = wave[: max(1, keep)]
+    if pad_mode == "tile":
+        return np.resize(cut, crop)
+    if pad_mode == "silence":
+        return np.pad(cut, (0, max(0, crop - len(cut))))[:crop]
+    raise ValueError(f"pad_mode must be tile or silence, got {pad_mode!r}")
 
 
 def cluster_embeddings(embeddings: np.ndarray, clusters: int, seed: int) -> np.ndarray:
@@ -141,11 +192,76 @@ def gain_shortcut(
     """
     gains = random_gains(len(clips.waveforms), max_db, seed)
     shifted = [wave * np.float32(10 ** (gain / 20)) for wave, gain in zip(clips.waveforms, gains, strict=True)]
-    assignments = cluster_embeddings(embed(shifted), clusters, seed)
-    return GainShortcut(
-        ami_gain=ami(assignments, gain_bins(gains, max_db, bins)),
-        ami_source=ami(assignments, np.unique(clips.sources, return_inverse=True)[1]),
-        clips=len(shifted),
-        max_db=max_db,
-        clusters=clusters,
+    ami_gain, ami_source = _cluster_amis(
+        embed, shifted, equal_bins(gains, -max_db, max_db, bins), clips, clusters, seed
     )
+    return GainShortcut(ami_gain, ami_source, len(shifted), max_db, clusters)
+
+
+def duration_shortcut(
+    embed: Callable[[list[np.ndarray]], np.ndarray],
+    clips: ProbeClips,
+    crop_seconds: float = 0.96,
+    pad_mode: str = "tile",
+    min_seconds: float = 0.1,
+    bins: int = 10,
+    clusters: int = 32,
+    seed: int = 0,
+) -> DurationShortcut:
+    """Cut every clip to a random length, bring it back to the crop length with ``pad_mode``, and measure how
+    much the embeddings' clusters follow the cut length.
+
+    Cutting also takes content away, so even a model blind to the padding scores a little above 0; compare with
+    the same architecture at random init.
+
+    Args:
+        embed: as for :func:`gain_shortcut`.
+        clips: from :func:`corpus_clips`, at least ``crop_seconds`` long.
+        crop_seconds: the pretraining crop length (``data.crop_seconds``).
+        pad_mode: the pretraining pad policy (``data.pad_mode``): "tile" or "silence".
+    """
+    crop = round(crop_seconds * clips.sample_rate)
+    shortest = min(len(wave) for wave in clips.waveforms)
+    if crop > shortest:
+        raise ValueError(f"crop of {crop_seconds:g} s is longer than the clips ({shortest / clips.sample_rate:g} s)")
+    lengths = random_lengths(len(clips.waveforms), min_seconds, crop_seconds, seed)
+    cut = [
+        cut_to_crop(wave, round(length * clips.sample_rate), crop, pad_mode)
+        for wave, length in zip(clips.waveforms, lengths, strict=True)
+    ]
+    labels = equal_bins(lengths, min_seconds, crop_seconds, bins)
+    ami_cut, ami_source = _cluster_amis(embed, cut, labels, clips, clusters, seed)
+    return DurationShortcut(ami_cut, ami_source, len(cut), pad_mode, min_seconds, crop_seconds, clusters)
+
+
+def check_shortcuts(
+    embed: Callable[[list[np.ndarray]], np.ndarray],
+    clips: ProbeClips,
+    crop_seconds: float = 0.96,
+    pad_mode: str = "tile",
+    seed: int = 0,
+    max_db: float = 12.0,
+) -> dict[str, Any]:
+    """Both checks with their defaults, flat, as `decar shortcuts`, `decar ablate` and pretraining report them:
+    ``ami_gain``, ``ami_cut``, ``ami_source`` (of the gain check) and the settings."""
+    gain = gain_shortcut(embed, clips, max_db=max_db, seed=seed)
+    cut = duration_shortcut(embed, clips, crop_seconds, pad_mode, seed=seed)
+    return {**gain.to_dict(), "ami_cut": cut.ami_cut, "pad_mode": pad_mode, "crop_seconds": crop_seconds}
+
+
+def clip_seconds(crop_seconds: float) -> float:
+    """Length of the corpus windows the checks draw: 1 s, or the crop when it is longer."""
+    return max(1.0, crop_seconds)
+
+
+def _cluster_amis(
+    embed: Callable[[list[np.ndarray]], np.ndarray],
+    waveforms: list[np.ndarray],
+    nuisance: np.ndarray,
+    clips: ProbeClips,
+    clusters: int,
+    seed: int,
+) -> tuple[float, float]:
+    """AMI of the embeddings' clusters with the nuisance labels and with the clips' source folders."""
+    assignments = cluster_embeddings(embed(waveforms), clusters, seed)
+    return ami(assignments, nuisance), ami(assignments, np.unique(clips.sources, return_inverse=True)[1])

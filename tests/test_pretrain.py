@@ -104,6 +104,23 @@ def test_a_run_gives_the_caller_its_torch_settings_back(corpus: Path, tmp_path: 
     torch.testing.assert_close(torch.rand(3), expected_draw, rtol=0, atol=0)  # the same generator, not re-seeded
 
 
+def test_shortcut_checks_every_epoch_leave_the_training_untouched(corpus: Path, tmp_path: Path) -> None:
+    """The checks embed clips with a copy of the encoder: the run trains exactly as without them."""
+    settings = ["optim.epochs=2", "optim.steps_per_epoch=2", "num_threads=1", "deterministic=true"]
+    checked = fit(load_config(TINY_CONFIGS["dcv2"], [*settings, "shortcut_check_epochs=1"]), corpus, tmp_path / "a")
+    plain = fit(load_config(TINY_CONFIGS["dcv2"], settings), corpus, tmp_path / "b")
+    records = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(isinstance(r[key], float) for r in records for key in ("ami_gain", "ami_cut"))
+    assert (checked["ami_gain"], checked["ami_cut"]) == (records[-1]["ami_gain"], records[-1]["ami_cut"])
+    assert "ami_gain" not in json.loads((tmp_path / "b" / "log.jsonl").read_text().splitlines()[-1])
+    assert isinstance(plain["ami_gain"], float)  # measured once, at the end
+    expected, measured = (
+        _encoder_weights(tmp_path / "b" / "checkpoint.pt"),
+        _encoder_weights(tmp_path / "a" / "checkpoint.pt"),
+    )
+    assert all(torch.equal(expected[name], measured[name]) for name in expected)
+
+
 def test_existing_run_needs_resume(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     cfg = load_config(TINY_CONFIG, ["optim.epochs=1", "optim.steps_per_epoch=3"])

@@ -34,6 +34,8 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Non
         ("assignment_entropy", "entropy of cluster sizes / ln K", "tab:blue"),
         ("ami_duration", "AMI with clip duration (shortcut)", "tab:red"),
         ("ami_level", "AMI with clip level (shortcut)", "tab:orange"),
+        ("ami_gain", "AMI with a random gain (by intervention)", "tab:purple"),
+        ("ami_cut", "AMI with a random cut length (by intervention)", "tab:brown"),
     ):
         points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
         if points:

@@ -47,7 +47,7 @@ from decar.optim import Lars
 from decar.plots import plot_training_curves
 from decar.schedules import learning_rates
 from decar.shards import ShardFeed, is_shard_folder
-from decar.shortcuts import check_shortcuts, clip_seconds, corpus_clips
+from decar.shortcuts import ProbeClips, check_shortcuts, clip_seconds, corpus_clips
 
 log = logging.getLogger("decar.pretrain")
 
@@ -151,6 +151,7 @@ class Trainer:
             pad_mode=cfg.data.pad_mode,
         )
         self.data = data
+        self.shortcut_clips: ProbeClips | str | None = None  # the checks' clips, or why there are none
         self.feed, self.share, durations = self._discover(data)
         self.durations = torch.as_tensor(durations, dtype=torch.float64)
         self.levels = torch.full((self.share.count,), math.nan, dtype=torch.float64)
@@ -326,7 +327,11 @@ class Trainer:
         summary = self._summary(time.perf_counter() - start)
         if self.info.is_main:
             export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
-            summary.update(self._shortcut_checks())
+            last = self.state.history[-1] if self.state.history else {}
+            if "ami_gain" in last and self.state.step == 0:  # the last epoch was checked and nothing trained since
+                summary.update(ami_gain=last["ami_gain"], ami_cut=last["ami_cut"])
+            else:
+                summary.update(self._shortcut_checks())
             atomic_write_text(self.out_dir / "summary.json", _json(summary))
         return summary
 
@@ -343,10 +348,14 @@ class Trainer:
             log.info("no shortcut checks on shards; run `decar shortcuts` on the source files")
             return unmeasured
         rate, seed, crop = self.cfg.frontend.sample_rate, self.cfg.seed, self.cfg.data.crop_seconds
-        try:
-            clips = corpus_clips(self.data, SHORTCUT_CHECK_CLIPS, clip_seconds(crop), rate, seed)
-        except ValueError as err:
-            log.warning("no shortcut checks: %s", err)
+        if self.shortcut_clips is None:  # drawn once: every check of the run measures the same clips
+            try:
+                self.shortcut_clips = corpus_clips(self.data, SHORTCUT_CHECK_CLIPS, clip_seconds(crop), rate, seed)
+            except ValueError as err:
+                self.shortcut_clips = str(err)
+                log.warning("no shortcut checks: %s", err)
+        clips = self.shortcut_clips
+        if isinstance(clips, str):
             return unmeasured
         encoder = load(self.out_dir / ENCODER_EXPORT_NAME, device=self.device)
         result = check_shortcuts(
@@ -371,6 +380,10 @@ class Trainer:
             self._save()
             return
         record = self._epoch_record()
+        every = self.cfg.shortcut_check_epochs
+        if self.info.is_main and every and (state.epoch + 1) % every == 0:
+            export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
+            record.update(self._shortcut_checks())
         state.history.append(record)
         assignments = self.objective.assignments()
         state.previous_assignments = None if assignments is None else assignments.detach().cpu().clone()
@@ -891,9 +904,13 @@ def _format_record(record: dict[str, Any]) -> str:
         value = record.get(key)
         return "–" if value is None else f"{value:.3f}"
 
+    checks = ""
+    if record.get("ami_gain") is not None or record.get("ami_cut") is not None:
+        checks = f"(by intervention: gain {number('ami_gain')} cut {number('ami_cut')})  "
     return (
         f"epoch {record['epoch']}: loss {record['loss']:.4f} (chance {record['loss_chance']:.3f})  "
         f"NMI prev {number('nmi_prev')}  AMI duration {number('ami_duration')} level {number('ami_level')}  "
+        f"{checks}"
         f"clusters min/med/max {record['clusters_min']}/{record['clusters_median']}/{record['clusters_max']} "
         f"empty {record['clusters_empty']}  {record['clips_per_s'] or 0:.1f} clips/s  "
         f"cluster {record['seconds_cluster']:.1f}s pass {record['seconds_extra_pass']:.1f}s "

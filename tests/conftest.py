@@ -192,6 +192,7 @@ def paper_settings() -> dict[str, Any]:
         "checkpoint_minutes": 5.0,
         "time_budget_minutes": None,
         "num_threads": None,
+        "shortcut_check_epochs": 0,
     }
 
 

@@ -68,6 +68,7 @@ RESUMABLE_OVERRIDES = (
     "checkpoint_minutes",
     "time_budget_minutes",
     "device",
+    "shortcut_check_epochs",
 )
 
 

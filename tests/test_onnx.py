@@ -104,6 +104,21 @@ def test_metadata_alone_reproduces_the_frontend(session: ort.InferenceSession, m
     assert max_relative_error(actual, expected) <= TOLERANCE
 
 
+@pytest.mark.parametrize("waveform_norm", ["rms", "l2"])
+def test_waveform_graph_keeps_the_crop_normalisation(waveform_norm: str, tmp_path: Path) -> None:
+    """A frontend that divides each waveform by its RMS or L2 norm exports, and its graph stays blind to gain."""
+    overrides = [*MODELS["audiontt2020"], f"frontend.{waveform_norm}_normalize_waveform=true"]
+    checkpoint = write_random_checkpoint(tmp_path / "checkpoint.pt", overrides)
+    model = decar.load(checkpoint)
+    session = ort.InferenceSession(str(export_onnx(checkpoint, tmp_path / "model.onnx", include_frontend=True)))
+    waveform = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    (quiet,) = session.run(None, {"waveform": waveform.numpy()})
+    (loud,) = session.run(None, {"waveform": (5 * waveform).numpy()})
+    with torch.no_grad():
+        expected = model(waveform).numpy()
+    assert max_relative_error(quiet, expected) <= TOLERANCE and max_relative_error(loud, quiet) <= TOLERANCE
+
+
 def test_waveform_graph_includes_the_frontend(small_checkpoint: Path, tmp_path: Path) -> None:
     checkpoint = small_checkpoint
     model = decar.load(checkpoint)

@@ -407,6 +407,7 @@ def shortcuts_command(
     lengths then brought back to the crop (tiled or padded with silence), both independent of their content, and
     print the AMI between the embeddings' k-means clusters and the gain or the cut length (0: blind to it) and
     the clips' source folder (the content they carry, for scale)."""
+    from decar.data import PAD_MODES
     from decar.evaluate.models import load_eval_model
     from decar.shortcuts import check_shortcuts, clip_seconds, corpus_clips
 
@@ -416,13 +417,12 @@ def shortcuts_command(
     for column in ("model", "gain AMI", "cut AMI", "source AMI", "clips"):
         table.add_column(column, no_wrap=True)
     try:
-        if pad_mode not in ("tile", "silence"):
+        if pad_mode not in PAD_MODES:  # before any model loads or clip decodes
             raise ValueError(f"--pad-mode must be tile or silence, got {pad_mode!r}")
         probe = None
         for spec in model:
             eval_model = load_eval_model(spec, device)
-            seconds = clip_seconds(crop_seconds)
-            probe = probe or corpus_clips(data, clips, seconds, eval_model.sample_rate, seed)
+            probe = probe or corpus_clips(data, clips, clip_seconds(crop_seconds), eval_model.sample_rate, seed)
             eval_model.prepare(probe.waveforms)  # models that fit statistics fit them before the interventions
             result = check_shortcuts(eval_model.embed, probe, crop_seconds, pad_mode, seed, max_db)
             cells = (f"{result[key]:.3f}" for key in ("ami_gain", "ami_cut", "ami_source"))

@@ -17,6 +17,7 @@ import yaml
 
 from decar._dicts import ConfigError, dataclass_from_dict
 from decar.augment import AugmentConfig
+from decar.data import PAD_MODES
 from decar.frontend import FrontendConfig
 from decar.objectives import DeepClusterV1Config, list_objectives, objective_config_class
 
@@ -161,7 +162,7 @@ class DecarConfig:
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.schedule in ("constant", "warmup_cosine"), "optim.schedule: constant|warmup_cosine"),
             (self.optim.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0"),
-            (self.data.pad_mode in ("silence", "tile"), "data.pad_mode: silence|tile"),
+            (self.data.pad_mode in PAD_MODES, "data.pad_mode: silence|tile"),
             (self.shortcut_check_epochs >= 0, "shortcut_check_epochs must be >= 0 (0: only at the end)"),
             (
                 self.data.max_files_per_folder is None or self.data.max_files_per_folder >= 1,

@@ -25,6 +25,9 @@ from decar._io import atomic_write_bytes
 from decar.audio import AudioError, audio_info, load_audio
 from decar.frontend import FrontendConfig, LogMelSpectrogram
 
+PAD_MODES = ("silence", "tile")
+"""How a clip shorter than the crop is brought to it: zero-padded (the paper) or repeated."""
+
 log = logging.getLogger(__name__)
 
 
@@ -130,7 +133,7 @@ class AudioCrops(Dataset):
         self.random_crop = random_crop
         self.pad_to_crop = pad_to_crop
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        if pad_mode not in ("silence", "tile"):
+        if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be silence or tile, got {pad_mode!r}")
         self.pad_mode = pad_mode
         self.seed = seed

@@ -12,6 +12,7 @@ spent clustering. Runs in one process or under torchrun (DDP).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -152,7 +153,6 @@ class Trainer:
             pad_mode=cfg.data.pad_mode,
         )
         self.data = data
-        self.shortcut_clips: ProbeClips | str | None = None  # the checks' clips, or why there are none
         self.feed, self.share, durations = self._discover(data)
         self.durations = torch.as_tensor(durations, dtype=torch.float64)
         self.levels = torch.full((self.share.count,), math.nan, dtype=torch.float64)
@@ -344,25 +344,29 @@ class Trainer:
         report the same numbers for one model. None when the corpus is tar shards or has too few long files."""
         from decar.embed import load
 
-        unmeasured: dict[str, float | None] = {"ami_gain": None, "ami_cut": None}
-        if is_shard_folder(self.data):
-            log.info("no shortcut checks on shards; run `decar shortcuts` on the source files")
-            return unmeasured
-        rate, seed, crop = self.cfg.frontend.sample_rate, self.cfg.seed, self.cfg.data.crop_seconds
-        if self.shortcut_clips is None:  # drawn once: every check of the run measures the same clips
-            try:
-                self.shortcut_clips = corpus_clips(self.data, SHORTCUT_CHECK_CLIPS, clip_seconds(crop), rate, seed)
-            except ValueError as err:
-                self.shortcut_clips = str(err)
-                log.warning("no shortcut checks: %s", err)
-        clips = self.shortcut_clips
-        if isinstance(clips, str):
-            return unmeasured
+        clips = self._shortcut_clips
+        if clips is None:
+            return {"ami_gain": None, "ami_cut": None}
         encoder = load(self.out_dir / ENCODER_EXPORT_NAME, device=self.device)
+        data, seed = self.cfg.data, self.cfg.seed
         result = check_shortcuts(
-            lambda waves: encoder.embed(waves, batch_size=64), clips, crop, self.cfg.data.pad_mode, seed
+            lambda waves: encoder.embed(waves, batch_size=64), clips, data.crop_seconds, data.pad_mode, seed
         )
         return {"ami_gain": result["ami_gain"], "ami_cut": result["ami_cut"]}
+
+    @functools.cached_property
+    def _shortcut_clips(self) -> ProbeClips | None:
+        """The corpus clips every shortcut check of this run measures, drawn once; None (said once) when the
+        corpus is tar shards or has too few files long enough."""
+        if is_shard_folder(self.data):
+            log.info("no shortcut checks on shards; run `decar shortcuts` on the source files")
+            return None
+        seconds = clip_seconds(self.cfg.data.crop_seconds)
+        try:
+            return corpus_clips(self.data, SHORTCUT_CHECK_CLIPS, seconds, self.cfg.frontend.sample_rate, self.cfg.seed)
+        except ValueError as err:
+            log.warning("no shortcut checks: %s", err)
+            return None
 
     def _run_epoch(self) -> None:
         state = self.state

@@ -26,6 +26,7 @@ import torch
 
 from decar.audio import AudioError, audio_info, list_audio_files, load_audio
 from decar.cluster import ami, kmeans
+from decar.data import PAD_MODES
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +160,12 @@ def cut_to_crop(wave: np.ndarray, keep: int, crop: int, pad_mode: str) -> np.nda
     """The first ``keep`` samples of ``wave`` brought to ``crop`` samples as pretraining brings a short clip to
     its crop: repeated ("tile"; pretraining repeats log-mel frames, here samples, the same but at the seams) or
     followed by silence ("silence")."""
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be tile or silence, got {pad_mode!r}")
     cut = wave[: max(1, keep)]
     if pad_mode == "tile":
         return np.resize(cut, crop)
-    if pad_mode == "silence":
-        return np.pad(cut, (0, max(0, crop - len(cut))))[:crop]
-    raise ValueError(f"pad_mode must be tile or silence, got {pad_mode!r}")
+    return np.pad(cut, (0, max(0, crop - len(cut))))[:crop]
 
 
 def cluster_embeddings(embeddings: np.ndarray, clusters: int, seed: int) -> np.ndarray:

@@ -313,7 +313,7 @@ class Trainer:
         return budget is not None and started and self._seconds_spent() > budget * 60
 
     def run(self) -> dict[str, Any]:
-        start = self.started = time.perf_counter()
+        self.started = time.perf_counter()
         if self.state.norm_stats is None:
             self.state.norm_stats = self._normalisation_stats()
         self.norm_mean, self.norm_std = self.state.norm_stats
@@ -325,7 +325,7 @@ class Trainer:
             self.progress = progress
             while self.state.epoch < self.cfg.optim.epochs and not self._out_of_time():
                 self._run_epoch()
-        summary = self._summary(time.perf_counter() - start)
+        summary = self._summary(self._seconds_spent())
         if self.info.is_main:
             export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
             last = self.state.history[-1] if self.state.history else {}

@@ -325,7 +325,7 @@ class Trainer:
             self.progress = progress
             while self.state.epoch < self.cfg.optim.epochs and not self._out_of_time():
                 self._run_epoch()
-        summary = self._summary(self._seconds_spent())
+        summary = self._summary()
         if self.info.is_main:
             export_encoder(self.out_dir / ENCODER_EXPORT_NAME, self._checkpoint_state())
             last = self.state.history[-1] if self.state.history else {}
@@ -712,7 +712,7 @@ class Trainer:
         }
         return record
 
-    def _summary(self, seconds: float) -> dict[str, Any]:
+    def _summary(self) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}
         return {
             "run_dir": str(self.out_dir),
@@ -731,7 +731,7 @@ class Trainer:
             "skipped": dict(sorted(self.state.bad_files.items())),
             "clips_per_s": last.get("clips_per_s"),
             "share_clustering": last.get("share_clustering"),
-            "seconds": seconds,
+            "seconds": self._seconds_spent(),
             "checkpoint": str(self.checkpoint_path),
             "encoder": str(self.out_dir / ENCODER_EXPORT_NAME),
             "world_size": self.info.world_size,

@@ -99,6 +99,9 @@ def test_ablate_trains_each_config_for_the_budget_and_ranks_them(bench: Path, tm
     ]
     assert all(isinstance(value, float) and -1 <= value <= 1 for value in checks)
     assert "gain AMI" in text and "cut AMI" in text
+    for name, row in report["configs"].items():  # two seeds: every run has its own row and average
+        for run in row["training"]:
+            assert 0 <= run["average"]["mean"] <= 1 and f"| {name} | {run['seed']} | {run['global_step']} |" in text
     saved = json.loads((tmp_path / "shortcuts.json").read_text())
     assert {entry["pad_mode"] for entry in saved.values()} == {"silence", "tile"}  # tiny pads, tiny_v2 tiles
     first = {
@@ -132,6 +135,12 @@ def test_the_report_is_written_after_each_trained_run(
     report = json.loads((tmp_path / "ablations.json").read_text())
     assert list(report["configs"]) == ["tiny"] and report["pending"] == ["tiny_v2 seed 0"]
     assert "Still to train: tiny_v2 seed 0." in (tmp_path / "ablations.md").read_text()
+    (tmp_path / "ablations.md").unlink()
+    text = run_ablations(configs, bench, 0.05, tmp_path, overrides=settings, probe_seeds=1, report_only=True)
+    assert len(trained) == 1 and "Still to train: tiny_v2 seed 0." in text  # nothing trained, the table rewritten
+    assert (tmp_path / "ablations.md").read_text() == text
+    with pytest.raises(FileNotFoundError, match=r"no run has finished a 0\.05-minute budget"):
+        run_ablations(configs, bench, 0.05, tmp_path / "elsewhere", overrides=settings, report_only=True)
 
 
 def test_cli_ablate_errors_are_one_line(bench: Path, tmp_path: Path) -> None:

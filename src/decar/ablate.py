@@ -10,7 +10,9 @@ runs still to train are listed). ``OUT/ablations.md`` / ``.json`` / ``.png`` giv
 score and the average: the mean over pretraining seeds, their spread, the 95 % interval over test clips and the
 paired-bootstrap mark of the first seed's run against the reference, and the shortcut checks of each model
 (`decar.shortcuts`: how much its embeddings' clusters follow a random gain and a random cut length, the cut
-clips brought back to the config's crop with its pad policy; cached in ``OUT/shortcuts.json``).
+clips brought back to the config's crop with its pad policy; cached in ``OUT/shortcuts.json``). With several
+seeds a second table gives every run's own average and checks; ``report_only`` rewrites the report from the runs
+finished so far without training.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def run_ablations(
     probe_seeds: int = 3,
     cache_dir: Path | None = None,
     device: str = "cpu",
+    report_only: bool = False,
 ) -> str:
     """Pretrain every config for ``budget_minutes`` (resumable), probe each on the bench, write the report.
 
@@ -103,6 +106,8 @@ def run_ablations(
         probe_seeds: probe seeds of each evaluation.
         cache_dir: embedding cache (default OUT/bench/embeddings).
         device: where the evaluation runs.
+        report_only: train nothing; report the runs that finished under this budget (e.g. while another
+            process trains the rest, or after a session ended mid-ablation).
 
     Returns:
         The Markdown report (also written to OUT/ablations.md).
@@ -128,13 +133,18 @@ def run_ablations(
         shortcuts = measure_shortcuts(specs, corpus, Path(out_dir) / "shortcuts.json", device, policies)
         bench_json = json.loads((Path(out_dir) / "bench" / "bench.json").read_text())
         summary = summarise(bench_json, trained, budget_minutes, shortcuts)
-        summary["pending"] = [f"{run.name} seed {run.seed}" for run in runs[len(trained) :]]
+        summary["pending"] = [f"{run.name} seed {run.seed}" for run in runs if run not in trained]
         text = _markdown(summary)
         atomic_write_text(Path(out_dir) / "ablations.md", text)
         atomic_write_text(Path(out_dir) / "ablations.json", json.dumps(summary, indent=2) + "\n")
         _plot(summary, Path(out_dir) / "ablations.png")
         return text
 
+    if report_only:
+        finished = [run for run in runs if _finished(run, budget_minutes)]
+        if not finished:
+            raise FileNotFoundError(f"{out_dir}: no run has finished a {budget_minutes:g}-minute budget yet")
+        return report(finished)
     for index, run in enumerate(runs):
         cfg = load_config(run.config, [*(overrides or []), f"seed={run.seed}", f"time_budget_minutes={budget_minutes}"])
         if _finished(run, budget_minutes):
@@ -246,7 +256,9 @@ def summarise(
     for run in runs:  # what each run did with the budget: a machine slower on one day shows here
         summary = json.loads((run.folder / "summary.json").read_text())
         keys = ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")
-        training = {key: summary.get(key) for key in keys}
+        training = {"seed": run.seed, **{key: summary.get(key) for key in keys}}
+        own = by_spec[str(run.checkpoint)]["average"]
+        training["average"] = {"mean": own["mean"], "ci95": own["ci95"], "mark": own["mark"]}
         checks = shortcuts.get(str(run.checkpoint), {})
         training["ami_gain"], training["ami_cut"] = checks.get("ami_gain"), checks.get("ami_cut")
         table[run.name]["training"].append(training)
@@ -304,6 +316,22 @@ def _markdown(summary: dict[str, Any]) -> str:
         rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
         steps, gain, cut = first.get("global_step", "–"), _number(first.get("ami_gain")), _number(first.get("ami_cut"))
         lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {rate} | {gain} | {cut} | {cells} |")
+    if any(len(row["training"]) > 1 for row in summary["configs"].values()):
+        lines += [
+            "",
+            "Every run (average: the run's own bench average, its 95 % interval and mark):",
+            "",
+            "| config | seed | steps | clips/s | last loss | gain AMI | cut AMI | average |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, row in ranked:
+            for run in row["training"]:
+                rate = f"{run['clips_per_s']:.0f}" if run.get("clips_per_s") else "–"
+                lines.append(
+                    f"| {name} | {run['seed']} | {run.get('global_step', '–')} | {rate} | "
+                    f"{_number(run.get('final_loss'))} | {_number(run.get('ami_gain'))} | "
+                    f"{_number(run.get('ami_cut'))} | {_cell(run['average'])} |"
+                )
     if summary.get("pending"):
         lines += ["", f"Still to train: {', '.join(summary['pending'])}."]
     return "\n".join(lines) + "\n"

@@ -448,19 +448,23 @@ def ablate_command(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="key=value for every config, e.g. --set device=cuda.")
     ] = None,
+    report_only: Annotated[
+        bool, typer.Option(help="Train nothing: write the table from the runs finished under this budget.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Pretrain each config for the same wall-clock budget on the bench corpus, probe each on every bench task.
 
     Resumable: run the same command again after an interruption; finished runs and evaluations are reused.
-    Writes OUT/ablations.md (configs ranked by their bench average), ablations.json and ablations.png.
+    Writes OUT/ablations.md (configs ranked by their bench average; with several seeds, every run's row too),
+    ablations.json and ablations.png.
     """
     from decar.ablate import run_ablations
 
     _setup_logging(verbose)
     try:
         text = run_ablations(
-            configs, bench, budget, out, seeds, overrides or [], reference, probe_seeds, cache_dir, device
+            configs, bench, budget, out, seeds, overrides or [], reference, probe_seeds, cache_dir, device, report_only
         )
     except USER_ERRORS as err:
         _fail(err)

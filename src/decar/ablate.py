@@ -236,9 +236,18 @@ def summarise(
     configs: dict[str, dict[str, Any]] = {}
     for run in runs:
         entry = by_spec[str(run.checkpoint)]
-        configs.setdefault(run.name, {"config": str(run.config), "seeds": [], "runs": []})
-        configs[run.name]["seeds"].append(run.seed)
-        configs[run.name]["runs"].append(entry)
+        group = configs.setdefault(run.name, {"config": str(run.config), "seeds": [], "runs": [], "training": []})
+        group["seeds"].append(run.seed)
+        group["runs"].append(entry)
+        # what each run did with the budget: a machine slower on one day shows here
+        summary = json.loads((run.folder / "summary.json").read_text())
+        keys = ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")
+        training = {"seed": run.seed, **{key: summary.get(key) for key in keys}}
+        own = entry["average"]
+        training["average"] = {"mean": own["mean"], "ci95": own["ci95"], "mark": own["mark"]}
+        checks = shortcuts.get(str(run.checkpoint), {})
+        training["ami_gain"], training["ami_cut"] = checks.get("ami_gain"), checks.get("ami_cut")
+        group["training"].append(training)
     table = {}
     for name, group in configs.items():
         first = group["runs"][0]
@@ -252,16 +261,12 @@ def summarise(
                 "ci95": own["ci95"],
                 "mark": own["mark"],
             }
-        table[name] = {"config": group["config"], "seeds": group["seeds"], "scores": cells, "training": []}
-    for run in runs:  # what each run did with the budget: a machine slower on one day shows here
-        summary = json.loads((run.folder / "summary.json").read_text())
-        keys = ("global_step", "epochs", "clips_per_s", "final_loss", "ami_level")
-        training = {"seed": run.seed, **{key: summary.get(key) for key in keys}}
-        own = by_spec[str(run.checkpoint)]["average"]
-        training["average"] = {"mean": own["mean"], "ci95": own["ci95"], "mark": own["mark"]}
-        checks = shortcuts.get(str(run.checkpoint), {})
-        training["ami_gain"], training["ami_cut"] = checks.get("ami_gain"), checks.get("ami_cut")
-        table[run.name]["training"].append(training)
+        table[name] = {
+            "config": group["config"],
+            "seeds": group["seeds"],
+            "scores": cells,
+            "training": group["training"],
+        }
     return {
         "budget_minutes": budget_minutes,
         "reference": {
@@ -285,6 +290,10 @@ def _cell(cell: dict[str, Any]) -> str:
 
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _rate(training: dict[str, Any]) -> str:
+    return f"{training['clips_per_s']:.0f}" if training.get("clips_per_s") else "–"
 
 
 def _markdown(summary: dict[str, Any]) -> str:
@@ -313,9 +322,8 @@ def _markdown(summary: dict[str, Any]) -> str:
     for name, row in ranked:
         cells = " | ".join(_cell(row["scores"][task]) for task in tasks)
         first = row["training"][0]
-        rate = f"{first['clips_per_s']:.0f}" if first.get("clips_per_s") else "–"
         steps, gain, cut = first.get("global_step", "–"), _number(first.get("ami_gain")), _number(first.get("ami_cut"))
-        lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {rate} | {gain} | {cut} | {cells} |")
+        lines.append(f"| {name} | {len(row['seeds'])} | {steps} | {_rate(first)} | {gain} | {cut} | {cells} |")
     if any(len(row["training"]) > 1 for row in summary["configs"].values()):
         lines += [
             "",
@@ -326,9 +334,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         ]
         for name, row in ranked:
             for run in row["training"]:
-                rate = f"{run['clips_per_s']:.0f}" if run.get("clips_per_s") else "–"
                 lines.append(
-                    f"| {name} | {run['seed']} | {run.get('global_step', '–')} | {rate} | "
+                    f"| {name} | {run['seed']} | {run.get('global_step', '–')} | {_rate(run)} | "
                     f"{_number(run.get('final_loss'))} | {_number(run.get('ami_gain'))} | "
                     f"{_number(run.get('ami_cut'))} | {_cell(run['average'])} |"
                 )

@@ -345,7 +345,8 @@ def _markdown(summary: dict[str, Any]) -> str:
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:
-    """Average score per config (error bar: std over seeds, else the 95 % interval), reference as a line."""
+    """Average score per config (error bar: std over seeds, else the 95 % interval; a dot per seed's run),
+    reference as a line."""
     from decar.plots import plt, save_png  # decar.plots selects the Agg backend first
 
     ranked = sorted(summary["configs"].items(), key=lambda item: item[1]["scores"]["average"]["mean"])
@@ -358,11 +359,23 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     ax.barh(names, means, xerr=[means - low, high - means], color="tab:blue", alpha=0.8)
     reference = summary["reference"]["scores"]["average"]["mean"]
     ax.axvline(reference, color="grey", linestyle=":", label="reference")
+    seed_means = [[run["average"]["mean"] for run in row["training"] if run.get("average")] for _, row in ranked]
+    several = [(row, points) for row, points in enumerate(seed_means) if len(points) > 1]
+    for row, points in several:
+        ax.plot(points, [row] * len(points), "o", color="black", markersize=4)
+    if several:
+        ax.plot([], [], "o", color="black", markersize=4, label="one seed's run")
     for row, mean in enumerate(means):
         ax.annotate(f"{mean:.3f}", (mean, row), xytext=(4, 6), textcoords="offset points", fontsize=8)
+    lowest = min([low.min(), reference, *(min(points) for _, points in several)])
+    highest = max([high.max(), *(max(points) for _, points in several)])
     # the differences are a few points: an axis from 0 would hide them
-    ax.set_xlim(max(0.0, min(low.min(), reference) - 0.05), min(1.0, high.max() + 0.03))
-    ax.set(xlabel="bench average (default probe)", title=f"ablations, {summary['budget_minutes']:g} min each")
+    ax.set_xlim(max(0.0, lowest - 0.05), min(1.0, highest + 0.03))
+    whiskers = "std over seeds, else 95 % interval" if several else "95 % interval"
+    ax.set(
+        xlabel=f"bench average (default probe); whiskers: {whiskers}",
+        title=f"ablations, {summary['budget_minutes']:g} min each",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     save_png(fig, path)
